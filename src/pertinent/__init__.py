@@ -1,0 +1,3 @@
+"""Pertinent: a self-hosted Amazon Personalize."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Settings, read once from the environment (CLI flags override by passing values).
+
+Every setting has an environment variable ``PERTINENT_<NAME>`` and a one-line
+meaning; ``SETTINGS_HELP`` is the single list the README and ``--help`` quote.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+SETTINGS_HELP: dict[str, str] = {
+    "HOME": "data directory: catalog (SQLite), dataset parts, model files (default ./pertinent-data)",
+    "DATABASE_URL": "catalog database URL; postgresql://... switches from the embedded SQLite file",
+    "ACCOUNT_ID": "the 12-digit account id put in every ARN (default 000000000000)",
+    "REGION": "region used when a request carries no SigV4 credential scope (default us-east-1)",
+    "S3_ENDPOINT_URL": "endpoint of the S3-compatible store for s3:// data locations",
+    "WORKERS": "job worker processes started by `pertinent serve` (default 1; 0 = none)",
+    "POLL_INTERVAL": "seconds an idle worker waits between queue polls (default 0.1)",
+    "JOB_LEASE_SECONDS": "a running job whose worker is silent this long is retried (default 60)",
+    "JOB_MAX_ATTEMPTS": "attempts before a job whose worker died is failed (default 2)",
+}
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"PERTINENT_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=lambda: Path("pertinent-data"))
+    database_url: str | None = None
+    account_id: str = "000000000000"
+    region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    workers: int = 1
+    poll_interval: float = 0.1
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 2
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            home=Path(_env("HOME", "pertinent-data") or "pertinent-data").absolute(),
+            database_url=_env("DATABASE_URL"),
+            account_id=_env("ACCOUNT_ID", "000000000000") or "000000000000",
+            region=_env("REGION", "us-east-1") or "us-east-1",
+            s3_endpoint_url=_env("S3_ENDPOINT_URL"),
+            workers=int(_env("WORKERS", "1") or "1"),
+            poll_interval=float(_env("POLL_INTERVAL", "0.1") or "0.1"),
+            job_lease_seconds=float(_env("JOB_LEASE_SECONDS", "60") or "60"),
+            job_max_attempts=int(_env("JOB_MAX_ATTEMPTS", "2") or "2"),
+        )
+
+    def with_overrides(self, **values: object) -> Settings:
+        return replace(self, **{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+
+    @property
+    def catalog_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'catalog.db'}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.home / "models"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env = {
+            "PERTINENT_HOME": str(self.home),
+            "PERTINENT_ACCOUNT_ID": self.account_id,
+            "PERTINENT_REGION": self.region,
+            "PERTINENT_WORKERS": str(self.workers),
+            "PERTINENT_POLL_INTERVAL": str(self.poll_interval),
+            "PERTINENT_JOB_LEASE_SECONDS": str(self.job_lease_seconds),
+            "PERTINENT_JOB_MAX_ATTEMPTS": str(self.job_max_attempts),
+        }
+        if self.database_url:
+            env["PERTINENT_DATABASE_URL"] = self.database_url
+        if self.s3_endpoint_url:
+            env["PERTINENT_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+        return env

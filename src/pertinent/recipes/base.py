@@ -1,0 +1,201 @@
+"""The one contract every recipe implements.
+
+Recipes take arrays and return arrays. They know nothing of HTTP, SQL, ARNs or the
+string ids users send: the data layer maps ids to dense indices (users ``0..n_users-1``,
+items ``0..n_items-1``) before ``fit`` and maps indices back after ``recommend``.
+
+A recipe is a class with
+
+* ``name`` — the Personalize recipe name, e.g. ``"aws-sims"``;
+* ``recipe_type`` — ``USER_PERSONALIZATION``, ``RELATED_ITEMS``, ``POPULAR_ITEMS`` or
+  ``PERSONALIZED_RANKING`` (what the runtime asks of it);
+* ``Params`` — a pydantic model of its hyperparameters, with Personalize's names,
+  built from the string-valued ``algorithmHyperParameters`` and
+  ``featureTransformationParameters`` maps by ``parse_params`` (bad values raise
+  ``ValueError`` with a message naming the parameter, which the control plane turns
+  into ``InvalidInputException`` at CreateSolution);
+* ``fit(data) -> Model``.
+
+A ``Model`` answers queries about one user or one item and saves itself to a
+directory. ``tests/recipes/contract.py`` holds the suite every recipe must pass.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+RecipeType = Literal["USER_PERSONALIZATION", "RELATED_ITEMS", "POPULAR_ITEMS", "PERSONALIZED_RANKING"]
+
+IntArray = npt.NDArray[np.int32]
+FloatArray = npt.NDArray[np.float32]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Interactions as parallel arrays, sorted by (user, timestamp, original order).
+
+    ``event_type`` holds codes into ``event_types`` (-1 where the row has none);
+    ``event_value`` is NaN where the row has none.
+    """
+
+    user: IntArray
+    item: IntArray
+    timestamp: npt.NDArray[np.int64]
+    n_users: int
+    n_items: int
+    event_type: npt.NDArray[np.int16] | None = None
+    event_types: tuple[str, ...] = ()
+    event_value: FloatArray | None = None
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+    def user_offsets(self) -> npt.NDArray[np.int64]:
+        """``offsets[u]:offsets[u+1]`` is user u's slice (rows are grouped by user)."""
+        counts = np.bincount(self.user, minlength=self.n_users)
+        offsets = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return offsets
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything a recipe may learn from. Later issues add item and user features."""
+
+    interactions: Interactions
+    seed: int = 0
+    # Items that exist in the Items dataset but have no interactions are still part of
+    # the catalogue: n_items counts them, they simply have no rows above.
+    item_creation_time: npt.NDArray[np.int64] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return self.interactions.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.interactions.n_items
+
+
+@dataclass(frozen=True)
+class Query:
+    """One request, in indices.
+
+    ``history`` is the user's known items, oldest first (empty for an unknown user);
+    ``user`` is the training index of the user or None; ``item`` is the seed item of a
+    related-items request or None when absent or unknown.
+    """
+
+    history: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
+    user: int | None = None
+    item: int | None = None
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Item indices, best first, and their scores (None for recipes that give none)."""
+
+    items: IntArray
+    scores: FloatArray | None = None
+
+
+class Params(BaseModel):
+    """Base of every recipe's hyperparameter model: frozen, no unknown names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Model(ABC):
+    """A trained model. Instances must be safe to share between threads for reading."""
+
+    n_items: int
+
+    @abstractmethod
+    def recommend(self, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
+        """The top ``n`` items for the query, never an item where ``allowed`` is False.
+
+        Returns fewer than ``n`` only when fewer items are allowed. No duplicates.
+        """
+
+    def rank(self, query: Query, candidates: IntArray) -> FloatArray:
+        """A score for each candidate (higher is better); recipes that rank override it."""
+        raise NotImplementedError(f"{type(self).__name__} does not rank item lists")
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write the model into the (existing, empty) directory ``path``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path) -> Model:
+        """Read a model written by ``save``."""
+
+
+class Recipe(ABC):
+    name: ClassVar[str]
+    recipe_type: ClassVar[RecipeType]
+    Params: ClassVar[type[Params]]
+    ModelClass: ClassVar[type[Model]]
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    @classmethod
+    def parse_params(
+        cls,
+        algorithm: Mapping[str, str] | None = None,
+        featurization: Mapping[str, str] | None = None,
+    ) -> Params:
+        """Build ``Params`` from Personalize's string maps; ValueError names the culprit."""
+        merged: dict[str, str] = {**(featurization or {}), **(algorithm or {})}
+        known = set(cls.Params.model_fields)
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise ValueError(
+                f"Unknown hyperparameter {unknown[0]!r} for recipe {cls.name}. "
+                f"Allowed hyperparameters: {allowed}."
+            )
+        try:
+            return cls.Params.model_validate(merged)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = ".".join(str(p) for p in first["loc"])
+            raise ValueError(
+                f"Invalid value {merged.get(name)!r} for hyperparameter {name} "
+                f"of recipe {cls.name}: {first['msg']}."
+            ) from None
+
+    @abstractmethod
+    def fit(self, data: TrainingData) -> Model:
+        """Train on ``data``; deterministic for the same data and ``data.seed``."""
+
+
+def top_n(scores: npt.NDArray[np.floating[Any]], n: int, allowed: BoolArray | None = None) -> IntArray:
+    """Indices of the ``n`` highest scores, best first, skipping disallowed items.
+
+    Deterministic for the same input; ties among the best keep the lower index first.
+    """
+    if allowed is not None:
+        scores = np.where(allowed, scores, -np.inf)
+        n = min(n, int(np.count_nonzero(allowed)))
+    n = min(n, scores.shape[0])
+    if n <= 0:
+        return np.empty(0, dtype=np.int32)
+    if n < scores.shape[0]:
+        part = np.argpartition(-scores, n - 1)[:n]
+    else:
+        part = np.arange(scores.shape[0])
+    order = np.lexsort((part, -scores[part]))
+    return part[order].astype(np.int32)

@@ -1,0 +1,488 @@
+"""The catalog: every resource, the job queue and the dataset manifests, in one SQL database.
+
+SQLAlchemy Core over SQLite (WAL, full sync) by default or PostgreSQL by URL; the same
+code path serves both. Resources share one table: the columns that lists and checks
+need (kind, parent, group, status, times) are real columns, the rest of the
+Personalize shape lives in a JSON document, so a new resource family needs no migration.
+
+SQLite allows one writer at a time. Write transactions start with ``BEGIN IMMEDIATE``
+so two writers queue on the busy timeout instead of failing on a lock upgrade, and
+reads use plain deferred transactions so they never wait for a writer (WAL).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    sa.Column("arn", sa.String(256), primary_key=True),
+    sa.Column("account_id", sa.String(32), nullable=False),
+    sa.Column("region", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("parent_arn", sa.String(256), nullable=True),
+    sa.Column("group_arn", sa.String(256), nullable=True),
+    sa.Column("status", sa.String(40), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("doc", sa.JSON, nullable=False),
+    sa.Index("ix_resources_list", "account_id", "region", "kind", "created_at"),
+    sa.Index("ix_resources_parent", "parent_arn", "kind"),
+    sa.Index("ix_resources_group", "group_arn", "kind"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("resource_arn", sa.String(256), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # queued | running | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=True),
+    sa.Column("not_before", sa.Float, nullable=False, default=0.0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index("ix_jobs_state", "state", "not_before", "id"),
+    sa.Index("ix_jobs_resource", "resource_arn"),
+)
+
+# The committed Parquet parts of each dataset, in the order they were imported.
+dataset_parts = sa.Table(
+    "dataset_parts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dataset_arn", sa.String(256), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("import_job_arn", sa.String(256), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_parts_dataset", "dataset_arn", "id"),
+)
+
+schema_info = sa.Table(
+    "schema_info",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+# Each entry upgrades the catalog by one version; index i moves version i to i + 1.
+# Version 1 is what ``metadata.create_all`` builds. Append, never edit.
+MIGRATIONS: list[list[str]] = []
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+@dataclass
+class Resource:
+    arn: str
+    account_id: str
+    region: str
+    kind: str
+    name: str
+    status: str | None
+    created_at: float
+    updated_at: float
+    doc: dict[str, Any] = field(default_factory=dict)
+    parent_arn: str | None = None
+    group_arn: str | None = None
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> Resource:
+        m = row._mapping
+        return cls(
+            arn=m["arn"],
+            account_id=m["account_id"],
+            region=m["region"],
+            kind=m["kind"],
+            name=m["name"],
+            status=m["status"],
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            doc=dict(m["doc"]),
+            parent_arn=m["parent_arn"],
+            group_arn=m["group_arn"],
+        )
+
+
+@dataclass
+class Job:
+    id: int
+    kind: str
+    resource_arn: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+def create_engine(url: str) -> Engine:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            pool_size=8,
+            max_overflow=16,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Autocommit at the driver level: SQLAlchemy's "begin" hook below decides
+            # how each transaction starts.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = conn.info.get("begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+
+
+class Catalog:
+    """Resources, jobs and dataset manifests. Thread-safe; one per process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.info["begin"] = "IMMEDIATE"
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info.pop("begin", None)
+
+    def migrate(self) -> None:
+        """Create the tables or bring an older catalog up to SCHEMA_VERSION."""
+        with self.write() as conn:
+            metadata.create_all(conn)
+            row = conn.execute(
+                sa.select(schema_info.c.value).where(schema_info.c.key == "version")
+            ).first()
+            version = int(row[0]) if row else 1
+            for statements in MIGRATIONS[version - 1 :]:
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+            values = {"key": "version", "value": str(SCHEMA_VERSION)}
+            if row:
+                conn.execute(
+                    schema_info.update().where(schema_info.c.key == "version").values(values)
+                )
+            else:
+                conn.execute(schema_info.insert().values(values))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- resources ----------------------------------------------------------------------
+
+    @staticmethod
+    def insert(conn: Connection, res: Resource) -> None:
+        conn.execute(
+            resources.insert().values(
+                arn=res.arn,
+                account_id=res.account_id,
+                region=res.region,
+                kind=res.kind,
+                name=res.name,
+                parent_arn=res.parent_arn,
+                group_arn=res.group_arn,
+                status=res.status,
+                created_at=res.created_at,
+                updated_at=res.updated_at,
+                doc=res.doc,
+            )
+        )
+
+    @staticmethod
+    def get(conn: Connection, arn: str) -> Resource | None:
+        row = conn.execute(sa.select(resources).where(resources.c.arn == arn)).first()
+        return Resource.from_row(row) if row else None
+
+    @staticmethod
+    def exists(conn: Connection, arn: str) -> bool:
+        return conn.execute(sa.select(resources.c.arn).where(resources.c.arn == arn)).first() is not None
+
+    @staticmethod
+    def update(
+        conn: Connection,
+        arn: str,
+        *,
+        status: str | None = None,
+        doc: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> None:
+        values: dict[str, Any] = {"updated_at": now if now is not None else time.time()}
+        if status is not None:
+            values["status"] = status
+        if doc is not None:
+            values["doc"] = doc
+        conn.execute(resources.update().where(resources.c.arn == arn).values(values))
+
+    @staticmethod
+    def delete(conn: Connection, arn: str) -> None:
+        conn.execute(resources.delete().where(resources.c.arn == arn))
+
+    @staticmethod
+    def children(
+        conn: Connection,
+        *,
+        kind: str,
+        parent_arn: str | None = None,
+        group_arn: str | None = None,
+        statuses: tuple[str, ...] | None = None,
+    ) -> list[Resource]:
+        q = sa.select(resources).where(resources.c.kind == kind)
+        if parent_arn is not None:
+            q = q.where(resources.c.parent_arn == parent_arn)
+        if group_arn is not None:
+            q = q.where(resources.c.group_arn == group_arn)
+        if statuses is not None:
+            q = q.where(resources.c.status.in_(statuses))
+        q = q.order_by(resources.c.created_at.desc(), resources.c.arn.desc())
+        return [Resource.from_row(r) for r in conn.execute(q)]
+
+    @staticmethod
+    def page(
+        conn: Connection,
+        *,
+        account_id: str,
+        region: str,
+        kind: str,
+        limit: int,
+        after: tuple[float, str] | None = None,
+        parent_arn: str | None = None,
+        group_arn: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> list[Resource]:
+        """Newest first; ``after`` is the (created_at, arn) of the last row already seen."""
+        q = sa.select(resources).where(
+            resources.c.account_id == account_id,
+            resources.c.region == region,
+            resources.c.kind == kind,
+        )
+        if parent_arn is not None:
+            q = q.where(resources.c.parent_arn == parent_arn)
+        if group_arn is not None:
+            q = q.where(resources.c.group_arn == group_arn)
+        if after is not None:
+            created, arn = after
+            q = q.where(
+                sa.or_(
+                    resources.c.created_at < created,
+                    sa.and_(resources.c.created_at == created, resources.c.arn < arn),
+                )
+            )
+        q = q.order_by(resources.c.created_at.desc(), resources.c.arn.desc()).limit(limit)
+        return [Resource.from_row(r) for r in conn.execute(q)]
+
+    @staticmethod
+    def count(
+        conn: Connection,
+        *,
+        kind: str,
+        account_id: str | None = None,
+        region: str | None = None,
+        group_arn: str | None = None,
+        statuses: tuple[str, ...] | None = None,
+    ) -> int:
+        q = sa.select(sa.func.count()).select_from(resources).where(resources.c.kind == kind)
+        if account_id is not None:
+            q = q.where(resources.c.account_id == account_id)
+        if region is not None:
+            q = q.where(resources.c.region == region)
+        if group_arn is not None:
+            q = q.where(resources.c.group_arn == group_arn)
+        if statuses is not None:
+            q = q.where(resources.c.status.in_(statuses))
+        return int(conn.execute(q).scalar_one())
+
+    # -- dataset parts ------------------------------------------------------------------
+
+    @staticmethod
+    def parts(conn: Connection, dataset_arn: str) -> list[tuple[str, int]]:
+        rows = conn.execute(
+            sa.select(dataset_parts.c.path, dataset_parts.c.rows)
+            .where(dataset_parts.c.dataset_arn == dataset_arn)
+            .order_by(dataset_parts.c.id)
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
+    @staticmethod
+    def commit_part(
+        conn: Connection,
+        dataset_arn: str,
+        path: str,
+        rows: int,
+        import_job_arn: str | None,
+        *,
+        replace: bool,
+    ) -> list[str]:
+        """Add a part; with ``replace`` (a FULL import) drop the bulk parts before it.
+
+        Returns the paths that are no longer referenced, for the caller to delete
+        after the transaction commits.
+        """
+        dropped: list[str] = []
+        if replace:
+            dropped = [p for p, _ in Catalog.parts(conn, dataset_arn)]
+            conn.execute(dataset_parts.delete().where(dataset_parts.c.dataset_arn == dataset_arn))
+        conn.execute(
+            dataset_parts.insert().values(
+                dataset_arn=dataset_arn,
+                path=path,
+                rows=rows,
+                import_job_arn=import_job_arn,
+                created_at=time.time(),
+            )
+        )
+        return dropped
+
+    @staticmethod
+    def drop_parts(conn: Connection, dataset_arn: str) -> list[str]:
+        dropped = [p for p, _ in Catalog.parts(conn, dataset_arn)]
+        conn.execute(dataset_parts.delete().where(dataset_parts.c.dataset_arn == dataset_arn))
+        return dropped
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    @staticmethod
+    def enqueue(
+        conn: Connection,
+        kind: str,
+        resource_arn: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        not_before: float = 0.0,
+    ) -> int:
+        result = conn.execute(
+            jobs.insert().values(
+                kind=kind,
+                resource_arn=resource_arn,
+                payload=payload or {},
+                state="queued",
+                attempts=0,
+                not_before=not_before,
+                created_at=time.time(),
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        return int(pk[0])
+
+    def claim(self, worker: str) -> Job | None:
+        """Take the oldest runnable job, or None. Safe with many workers on one database."""
+        now = time.time()
+        with self.write() as conn:
+            q = (
+                sa.select(jobs)
+                .where(jobs.c.state == "queued", jobs.c.not_before <= now)
+                .order_by(jobs.c.id)
+                .limit(1)
+            )
+            if not self.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            row = conn.execute(q).first()
+            if row is None:
+                return None
+            m = row._mapping
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == m["id"])
+                .values(state="running", worker=worker, heartbeat_at=now, attempts=m["attempts"] + 1)
+            )
+            return Job(
+                id=m["id"],
+                kind=m["kind"],
+                resource_arn=m["resource_arn"],
+                payload=dict(m["payload"]),
+                attempts=m["attempts"] + 1,
+            )
+
+    def heartbeat(self, job_id: int, worker: str) -> None:
+        with self.write() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.worker == worker)
+                .values(heartbeat_at=time.time())
+            )
+
+    @staticmethod
+    def finish(conn: Connection, job_id: int, *, error: str | None = None) -> None:
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(state="failed" if error else "done", finished_at=time.time(), error=error)
+        )
+
+    def stale_jobs(self, lease_seconds: float) -> list[Job]:
+        """Running jobs whose worker has not been heard from within the lease."""
+        cutoff = time.time() - lease_seconds
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(jobs).where(jobs.c.state == "running", jobs.c.heartbeat_at < cutoff)
+            )
+            return [
+                Job(
+                    id=r._mapping["id"],
+                    kind=r._mapping["kind"],
+                    resource_arn=r._mapping["resource_arn"],
+                    payload=dict(r._mapping["payload"]),
+                    attempts=r._mapping["attempts"],
+                )
+                for r in rows
+            ]
+
+    @staticmethod
+    def requeue(conn: Connection, job_id: int) -> None:
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id, jobs.c.state == "running")
+            .values(state="queued", worker=None, heartbeat_at=None)
+        )
+
+    @staticmethod
+    def pending_jobs(conn: Connection, resource_arn: str) -> int:
+        q = (
+            sa.select(sa.func.count())
+            .select_from(jobs)
+            .where(jobs.c.resource_arn == resource_arn, jobs.c.state.in_(("queued", "running")))
+        )
+        return int(conn.execute(q).scalar_one())
