@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SETTINGS_HELP: dict[str, str] = {
-    "HOME": "data directory: catalog (SQLite), dataset parts, model files (default ./pertinent-data)",
+    "HOME": "data directory: catalog, dataset parts, model files (default ./pertinent-data)",
     "DATABASE_URL": "catalog database URL; postgresql://... switches from the embedded SQLite file",
     "ACCOUNT_ID": "the 12-digit account id put in every ARN (default 000000000000)",
     "REGION": "region used when a request carries no SigV4 credential scope (default us-east-1)",

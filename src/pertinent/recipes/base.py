@@ -32,7 +32,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-RecipeType = Literal["USER_PERSONALIZATION", "RELATED_ITEMS", "POPULAR_ITEMS", "PERSONALIZED_RANKING"]
+RecipeType = Literal[
+    "USER_PERSONALIZATION", "RELATED_ITEMS", "POPULAR_ITEMS", "PERSONALIZED_RANKING"
+]
 
 IntArray = npt.NDArray[np.int32]
 FloatArray = npt.NDArray[np.float32]
@@ -125,7 +127,8 @@ class Model(ABC):
     def recommend(self, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
         """The top ``n`` items for the query, never an item where ``allowed`` is False.
 
-        Returns fewer than ``n`` only when fewer items are allowed. No duplicates.
+        Returns fewer than ``n`` only when fewer items are allowed (a RELATED_ITEMS model
+        also never returns the query item). No duplicates.
         """
 
     def rank(self, query: Query, candidates: IntArray) -> FloatArray:
@@ -142,13 +145,18 @@ class Model(ABC):
         """Read a model written by ``save``."""
 
 
+# ``Recipe.Params`` names the subclass's model; inside the class body that name shadows
+# this base, so annotations use the alias.
+_ParamsBase = Params
+
+
 class Recipe(ABC):
     name: ClassVar[str]
     recipe_type: ClassVar[RecipeType]
     Params: ClassVar[type[Params]]
     ModelClass: ClassVar[type[Model]]
 
-    def __init__(self, params: Params | None = None) -> None:
+    def __init__(self, params: _ParamsBase | None = None) -> None:
         self.params = params if params is not None else self.Params()
 
     @classmethod
@@ -156,7 +164,7 @@ class Recipe(ABC):
         cls,
         algorithm: Mapping[str, str] | None = None,
         featurization: Mapping[str, str] | None = None,
-    ) -> Params:
+    ) -> _ParamsBase:
         """Build ``Params`` from Personalize's string maps; ValueError names the culprit."""
         merged: dict[str, str] = {**(featurization or {}), **(algorithm or {})}
         known = set(cls.Params.model_fields)
@@ -182,7 +190,9 @@ class Recipe(ABC):
         """Train on ``data``; deterministic for the same data and ``data.seed``."""
 
 
-def top_n(scores: npt.NDArray[np.floating[Any]], n: int, allowed: BoolArray | None = None) -> IntArray:
+def top_n(
+    scores: npt.NDArray[np.floating[Any]], n: int, allowed: BoolArray | None = None
+) -> IntArray:
     """Indices of the ``n`` highest scores, best first, skipping disallowed items.
 
     Deterministic for the same input; ties among the best keep the lower index first.

@@ -238,7 +238,10 @@ class Catalog:
 
     @staticmethod
     def exists(conn: Connection, arn: str) -> bool:
-        return conn.execute(sa.select(resources.c.arn).where(resources.c.arn == arn)).first() is not None
+        return (
+            conn.execute(sa.select(resources.c.arn).where(resources.c.arn == arn)).first()
+            is not None
+        )
 
     @staticmethod
     def update(
@@ -426,7 +429,9 @@ class Catalog:
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id == m["id"])
-                .values(state="running", worker=worker, heartbeat_at=now, attempts=m["attempts"] + 1)
+                .values(
+                    state="running", worker=worker, heartbeat_at=now, attempts=m["attempts"] + 1
+                )
             )
             return Job(
                 id=m["id"],
@@ -476,6 +481,21 @@ class Catalog:
             jobs.update()
             .where(jobs.c.id == job_id, jobs.c.state == "running")
             .values(state="queued", worker=None, heartbeat_at=None)
+        )
+
+    @staticmethod
+    def defer(conn: Connection, job_id: int, not_before: float) -> None:
+        """Put a claimed job back without counting the attempt: it never really started."""
+        conn.execute(
+            jobs.update()
+            .where(jobs.c.id == job_id)
+            .values(
+                state="queued",
+                worker=None,
+                heartbeat_at=None,
+                not_before=not_before,
+                attempts=jobs.c.attempts - 1,
+            )
         )
 
     @staticmethod

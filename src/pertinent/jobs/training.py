@@ -1,0 +1,150 @@
+"""The solution version job: snapshot the data, measure, fit, write the model files."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from pertinent.data.snapshot import InsufficientData, Snapshot, build_snapshot, check_minimum_data
+from pertinent.evaluation.metrics import evaluate
+from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
+from pertinent.recipes.registry import get_recipe
+from pertinent.store import artifacts
+from pertinent.store.catalog import Catalog, Job, Resource
+from pertinent.store.status import (
+    ACTIVE,
+    CREATE_IN_PROGRESS,
+    CREATE_PENDING,
+    CREATE_STOPPED,
+    CREATE_STOPPING,
+    CREATING,
+)
+
+# Personalize exposes no seed; a fixed one makes "same data, same model" hold (contract).
+SEED = 42
+
+
+class Stopped(Exception):
+    """StopSolutionVersionCreation was called while the job ran."""
+
+
+def _parts(conn: Connection, group_arn: str, dataset_type: str) -> list[Path]:
+    for ds in Catalog.children(conn, kind="dataset", group_arn=group_arn):
+        if ds.doc["datasetType"] == dataset_type and ds.status == ACTIVE:
+            return [Path(p) for p, _ in Catalog.parts(conn, ds.arn)]
+    return []
+
+
+def _checkpoint(jc: JobContext, arn: str) -> None:
+    with jc.catalog.write() as conn:
+        res = Catalog.get(conn, arn)
+        if res is None:
+            raise Stopped()
+        if res.status == CREATE_STOPPING:
+            Catalog.update(conn, arn, status=CREATE_STOPPED)
+            raise Stopped()
+
+
+def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
+    group_arn = version.doc["datasetGroupArn"]
+    with jc.catalog.read() as conn:
+        interactions = _parts(conn, group_arn, "INTERACTIONS")
+        items = _parts(conn, group_arn, "ITEMS")
+        users = _parts(conn, group_arn, "USERS")
+    if not interactions:
+        raise JobFailed(
+            "Create failed. The dataset group has no interactions data: create an Interactions "
+            "dataset and import data into it before training."
+        )
+    config: dict[str, Any] = version.doc.get("solutionConfig") or {}
+    threshold = config.get("eventValueThreshold")
+    snap = build_snapshot(
+        interactions,
+        items,
+        users,
+        event_type=version.doc.get("eventType"),
+        event_value_threshold=float(threshold) if threshold is not None else None,
+        seed=SEED,
+    )
+    try:
+        check_minimum_data(snap.data)
+    except InsufficientData as exc:
+        raise JobFailed(str(exc)) from None
+    return snap
+
+
+def _write_model(directory: Path, snap: Snapshot, model: Any, recipe: Any, started: float) -> None:
+    tmp = directory.with_name(directory.name + ".tmp")
+    artifacts.remove_path(tmp)
+    (tmp / "model").mkdir(parents=True)
+    model.save(tmp / "model")
+    artifacts.write_ids(tmp / "item_ids.parquet", snap.item_ids)
+    artifacts.write_ids(tmp / "user_ids.parquet", snap.user_ids)
+    inter = snap.data.interactions
+    artifacts.write_history(tmp / "history.npz", inter.user_offsets(), inter.item)
+    artifacts.write_meta(
+        tmp,
+        {
+            "recipe": recipe.name,
+            "recipe_type": recipe.recipe_type,
+            "n_items": snap.data.n_items,
+            "n_users": snap.data.n_users,
+            "interactions": len(inter),
+            "trained_at": time.time(),
+            "training_seconds": time.time() - started,
+        },
+    )
+    artifacts.remove_path(directory)
+    os.replace(tmp, directory)
+
+
+@handler("train")
+def train(jc: JobContext, job: Job) -> None:
+    arn = job.resource_arn
+    with jc.catalog.read() as conn:
+        version = Catalog.get(conn, arn)
+    if version is None or version.status not in CREATING:
+        return
+    with jc.catalog.write() as conn:
+        # Train on complete data: an import still running in the group goes first.
+        busy = Catalog.children(
+            conn, kind="dataset-import-job", group_arn=version.group_arn, statuses=CREATING
+        )
+        if busy:
+            raise Defer(1.0, f"waiting for the import {busy[0].arn} to finish")
+        if version.status == CREATE_PENDING:
+            Catalog.update(conn, arn, status=CREATE_IN_PROGRESS)
+    started = time.time()
+    try:
+        snap = _snapshot(jc, version)
+        recipe_cls = get_recipe(version.doc["recipeArn"].rsplit("/", 1)[-1])
+        config: dict[str, Any] = version.doc.get("solutionConfig") or {}
+        params = recipe_cls.parse_params(
+            config.get("algorithmHyperParameters"), config.get("featureTransformationParameters")
+        )
+        _checkpoint(jc, arn)
+        metrics = evaluate(recipe_cls(params), snap.data, seed=SEED)
+        _checkpoint(jc, arn)
+        model = recipe_cls(params).fit(snap.data)
+        _checkpoint(jc, arn)
+        directory = artifacts.version_dir(jc.settings, arn)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        _write_model(directory, snap, model, recipe_cls, started)
+    except Stopped:
+        return
+    with jc.catalog.write() as conn:
+        current = Catalog.get(conn, arn)
+        if current is None:
+            return
+        if current.status == CREATE_STOPPING:
+            Catalog.update(conn, arn, status=CREATE_STOPPED)
+            return
+        doc = dict(current.doc)
+        doc["_metrics"] = metrics
+        doc["trainingHours"] = (time.time() - started) / 3600.0
+        doc["tunedHPOParams"] = None
+        Catalog.update(conn, arn, status=ACTIVE, doc=doc)

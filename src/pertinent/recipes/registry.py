@@ -1,0 +1,31 @@
+"""The recipes that can be trained, by Personalize recipe name.
+
+The control plane looks a recipe up here at CreateSolution (to validate its
+hyperparameters) and the training job at CreateSolutionVersion.
+"""
+
+from __future__ import annotations
+
+from pertinent.recipes.base import Recipe
+from pertinent.recipes.popularity import PopularityCount
+from pertinent.recipes.sims import Sims
+
+__all__ = ["TRAINABLE", "get_recipe"]
+
+TRAINABLE: dict[str, type[Recipe]] = {
+    recipe.name: recipe
+    for recipe in (
+        PopularityCount,
+        Sims,
+    )
+}
+"""Every recipe this build can train, keyed by its name (e.g. ``"aws-sims"``)."""
+
+
+def get_recipe(name: str) -> type[Recipe]:
+    """The recipe class called ``name``; KeyError when no trainable recipe has that name."""
+    try:
+        return TRAINABLE[name]
+    except KeyError:
+        known = ", ".join(sorted(TRAINABLE))
+        raise KeyError(f"No trainable recipe named {name!r}. Trainable recipes: {known}.") from None

@@ -1,0 +1,296 @@
+"""Solutions (a recipe plus its configuration) and solution versions (trained models)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from pertinent.errors import (
+    InvalidInputException,
+    LimitExceededException,
+    ResourceInUseException,
+)
+from pertinent.recipes.registry import get_recipe
+from pertinent.resources._common import (
+    Context,
+    describe,
+    ensure_new,
+    ensure_usable,
+    list_page,
+    new_resource,
+    operation,
+    require,
+    tags_of,
+)
+from pertinent.resources.recipes import trainable_recipe
+from pertinent.store.catalog import Catalog, Resource
+from pertinent.store.status import (
+    ACTIVE,
+    CREATE_PENDING,
+    CREATE_STOPPED,
+    CREATE_STOPPING,
+    CREATING,
+    DELETE_PENDING,
+    DELETING,
+)
+
+KIND = "solution"
+VERSION_KIND = "solution-version"
+MAX_SOLUTIONS_PER_GROUP = 10  # active solutions per dataset group (spec §15, adjustable)
+MAX_PENDING_VERSIONS = 20  # per region (spec §15)
+# Recipes that accept trainingMode=UPDATE (spec §4.10).
+UPDATABLE_RECIPES = ("aws-user-personalization", "aws-hrnn-coldstart")
+
+
+def _check_config(recipe_name: str, req: dict[str, Any]) -> None:
+    config = req.get("solutionConfig") or {}
+    recipe = get_recipe(recipe_name)
+    try:
+        recipe.parse_params(
+            config.get("algorithmHyperParameters"), config.get("featureTransformationParameters")
+        )
+    except ValueError as exc:
+        raise InvalidInputException(str(exc)) from None
+    threshold = config.get("eventValueThreshold")
+    if threshold is not None:
+        try:
+            float(threshold)
+        except ValueError:
+            raise InvalidInputException(
+                f"solutionConfig.eventValueThreshold must be a number, got {threshold!r}."
+            ) from None
+    if config.get("hpoConfig") and not req.get("performHPO"):
+        raise InvalidInputException("solutionConfig.hpoConfig is only used with performHPO=true.")
+    if config.get("autoMLConfig") and not req.get("performAutoML"):
+        raise InvalidInputException(
+            "solutionConfig.autoMLConfig is only used with performAutoML=true."
+        )
+
+
+@operation("CreateSolution")
+def create_solution(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    name = req["name"]
+    recipe_arn = req.get("recipeArn")
+    if req.get("performAutoML"):
+        if recipe_arn:
+            raise InvalidInputException(
+                "Set either performAutoML or recipeArn, not both: AutoML chooses the recipe."
+            )
+        raise InvalidInputException(
+            "performAutoML is not supported by this version of Pertinent; pass a recipeArn."
+        )
+    if not recipe_arn:
+        raise InvalidInputException("recipeArn is required when performAutoML is not true.")
+    if req.get("performHPO"):
+        raise InvalidInputException(
+            "performHPO is not supported by this version of Pertinent; set the "
+            "hyperparameters in solutionConfig.algorithmHyperParameters instead."
+        )
+    info = trainable_recipe(recipe_arn)
+    _check_config(info.name, req)
+    group_arn = req["datasetGroupArn"]
+    arn = ctx.arn(f"solution/{name}")
+    with ctx.catalog.write() as conn:
+        group = require(conn, ctx, group_arn, "dataset-group")
+        ensure_usable(group, "create a solution")
+        ensure_new(conn, arn, KIND)
+        live = Catalog.count(conn, kind=KIND, group_arn=group_arn)
+        if live >= MAX_SOLUTIONS_PER_GROUP:
+            raise LimitExceededException(
+                f"The dataset group {group_arn} already has {live} solutions "
+                f"(the limit is {MAX_SOLUTIONS_PER_GROUP}); delete one first."
+            )
+        doc = {
+            "name": name,
+            "solutionArn": arn,
+            "performHPO": bool(req.get("performHPO", False)),
+            "performAutoML": bool(req.get("performAutoML", False)),
+            "performAutoTraining": bool(req.get("performAutoTraining", True)),
+            "performIncrementalUpdate": req.get("performIncrementalUpdate"),
+            "recipeArn": recipe_arn,
+            "datasetGroupArn": group_arn,
+            "eventType": req.get("eventType"),
+            "solutionConfig": req.get("solutionConfig"),
+            "tags": tags_of(req),
+        }
+        res = new_resource(
+            ctx, kind=KIND, arn=arn, name=name, doc=doc, parent_arn=group_arn, group_arn=group_arn
+        )
+        Catalog.insert(conn, res)
+        Catalog.enqueue(conn, "activate", arn)
+    return {"solutionArn": arn}
+
+
+def _version_summary(res: Resource) -> dict[str, Any]:
+    return describe(res)
+
+
+def _latest_version(conn: Connection, solution_arn: str) -> Resource | None:
+    versions = Catalog.children(conn, kind=VERSION_KIND, parent_arn=solution_arn)
+    return versions[0] if versions else None
+
+
+@operation("DescribeSolution")
+def describe_solution(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    with ctx.catalog.read() as conn:
+        res = require(conn, ctx, req["solutionArn"], KIND)
+        latest = _latest_version(conn, res.arn)
+    out = describe(res)
+    if latest is not None:
+        out["latestSolutionVersion"] = _version_summary(latest)
+    return {"solution": out}
+
+
+@operation("ListSolutions")
+def list_solutions(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    with ctx.catalog.read() as conn:
+        parent = req.get("datasetGroupArn")
+        if parent:
+            require(conn, ctx, parent, "dataset-group")
+        items, token = list_page(conn, ctx, req, kind=KIND, parent_arn=parent)
+    return {"solutions": items, "nextToken": token}
+
+
+def campaigns_using(conn: Connection, solution_arn: str) -> list[Resource]:
+    return [
+        c
+        for c in Catalog.children(conn, kind="campaign")
+        if c.doc.get("_solutionArn") == solution_arn and c.status not in DELETING
+    ]
+
+
+@operation("DeleteSolution")
+def delete_solution(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    arn = req["solutionArn"]
+    with ctx.catalog.write() as conn:
+        res = require(conn, ctx, arn, KIND)
+        if res.status in DELETING:
+            raise ResourceInUseException(f"The solution {arn} is already being deleted.")
+        campaigns = campaigns_using(conn, arn)
+        if campaigns:
+            raise ResourceInUseException(
+                f"Cannot delete the solution {arn}: the campaign {campaigns[0].arn} uses it; "
+                "delete the campaign first."
+            )
+        busy = Catalog.children(conn, kind=VERSION_KIND, parent_arn=arn, statuses=CREATING)
+        if busy:
+            raise ResourceInUseException(
+                f"Cannot delete the solution {arn} while the solution version {busy[0].arn} "
+                f"is {busy[0].status}."
+            )
+        Catalog.update(conn, arn, status=DELETE_PENDING)
+        Catalog.enqueue(conn, "delete", arn)
+    return {}
+
+
+# -- versions -------------------------------------------------------------------------
+
+
+@operation("CreateSolutionVersion")
+def create_solution_version(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    solution_arn = req["solutionArn"]
+    mode = req.get("trainingMode") or "FULL"
+    with ctx.catalog.write() as conn:
+        solution = require(conn, ctx, solution_arn, KIND)
+        ensure_usable(solution, "create a solution version")
+        recipe_name = solution.doc["recipeArn"].rsplit("/", 1)[-1]
+        if mode == "UPDATE" and recipe_name not in UPDATABLE_RECIPES:
+            raise InvalidInputException(
+                f"trainingMode UPDATE is only for {' and '.join(UPDATABLE_RECIPES)}; "
+                f"the solution uses {recipe_name}. Use FULL."
+            )
+        if mode == "AUTOTRAIN":
+            raise InvalidInputException(
+                "trainingMode AUTOTRAIN is set by automatic training; use FULL or UPDATE."
+            )
+        pending = Catalog.count(
+            conn,
+            kind=VERSION_KIND,
+            account_id=ctx.account_id,
+            region=ctx.region,
+            statuses=CREATING,
+        )
+        if pending >= MAX_PENDING_VERSIONS:
+            raise LimitExceededException(
+                f"More than {MAX_PENDING_VERSIONS} resources with PENDING or IN_PROGRESS status."
+            )
+        version_id = secrets.token_hex(4)
+        arn = f"{solution_arn}/{version_id}"
+        ensure_new(conn, arn, VERSION_KIND)
+        doc = {
+            "name": req.get("name"),
+            "solutionVersionArn": arn,
+            "solutionArn": solution_arn,
+            "performHPO": solution.doc.get("performHPO"),
+            "performAutoML": solution.doc.get("performAutoML"),
+            "performIncrementalUpdate": solution.doc.get("performIncrementalUpdate"),
+            "recipeArn": solution.doc["recipeArn"],
+            "eventType": solution.doc.get("eventType"),
+            "datasetGroupArn": solution.doc["datasetGroupArn"],
+            "solutionConfig": solution.doc.get("solutionConfig"),
+            "trainingMode": mode,
+            "trainingType": "MANUAL",
+            "tags": tags_of(req),
+        }
+        res = new_resource(
+            ctx,
+            kind=VERSION_KIND,
+            arn=arn,
+            name=req.get("name") or version_id,
+            doc=doc,
+            parent_arn=solution_arn,
+            group_arn=solution.group_arn,
+        )
+        Catalog.insert(conn, res)
+        Catalog.enqueue(conn, "train", arn)
+    return {"solutionVersionArn": arn}
+
+
+@operation("DescribeSolutionVersion")
+def describe_solution_version(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    with ctx.catalog.read() as conn:
+        res = require(conn, ctx, req["solutionVersionArn"], VERSION_KIND)
+    return {"solutionVersion": describe(res)}
+
+
+@operation("ListSolutionVersions")
+def list_solution_versions(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    with ctx.catalog.read() as conn:
+        parent = req.get("solutionArn")
+        if parent:
+            require(conn, ctx, parent, KIND)
+        items, token = list_page(conn, ctx, req, kind=VERSION_KIND, parent_arn=parent)
+    return {"solutionVersions": items, "nextToken": token}
+
+
+@operation("GetSolutionMetrics")
+def get_solution_metrics(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    arn = req["solutionVersionArn"]
+    with ctx.catalog.read() as conn:
+        res = require(conn, ctx, arn, VERSION_KIND)
+    if res.status != ACTIVE:
+        raise ResourceInUseException(
+            f"The solution version {arn} is in status {res.status}; metrics are available "
+            "once it is ACTIVE."
+        )
+    return {"solutionVersionArn": arn, "metrics": res.doc.get("_metrics", {})}
+
+
+@operation("StopSolutionVersionCreation")
+def stop_solution_version_creation(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+    arn = req["solutionVersionArn"]
+    with ctx.catalog.write() as conn:
+        res = require(conn, ctx, arn, VERSION_KIND)
+        if res.status == CREATE_PENDING:
+            Catalog.update(conn, arn, status=CREATE_STOPPED)
+        elif res.status in CREATING:
+            # The training job sees this at its next checkpoint and stops there.
+            Catalog.update(conn, arn, status=CREATE_STOPPING)
+        else:
+            raise ResourceInUseException(
+                f"Cannot stop the solution version {arn}: it is {res.status}, "
+                "not CREATE PENDING or CREATE IN_PROGRESS."
+            )
+    return {}

@@ -1,0 +1,87 @@
+"""Running the service: the HTTP server plus the job workers it starts for itself."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import multiprocessing
+import os
+import socket
+from multiprocessing.process import BaseProcess
+
+import uvicorn
+
+from pertinent.api.app import create_app
+from pertinent.config import Settings
+from pertinent.jobs.worker import process_main
+from pertinent.store.catalog import Catalog
+
+log = logging.getLogger("pertinent.server")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(
+                ipaddress.ip_address(info[4][0]).is_loopback
+                for info in socket.getaddrinfo(host, None)
+            )
+        except OSError:
+            return False
+
+
+def prepare(settings: Settings) -> None:
+    """Create the data directories and bring the catalog schema up to date."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.model_dir.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(settings.catalog_url)
+    try:
+        catalog.migrate()
+    finally:
+        catalog.dispose()
+
+
+def start_workers(settings: Settings, count: int) -> list[BaseProcess]:
+    ctx = multiprocessing.get_context("spawn")
+    env = settings.to_env()
+    procs: list[BaseProcess] = []
+    for i in range(count):
+        p = ctx.Process(
+            target=process_main,
+            args=(env, os.getpid(), i),
+            name=f"pertinent-worker-{i}",
+            daemon=True,
+        )
+        p.start()
+        procs.append(p)
+    return procs
+
+
+def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning") -> None:
+    if not is_loopback(host):
+        raise SystemExit(
+            f"Refusing to listen on {host}: without PERTINENT_ACCESS_KEYS any caller would be "
+            "trusted. Listen on 127.0.0.1, or configure access keys."
+        )
+    prepare(settings)
+    workers = start_workers(settings, settings.workers)
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
+    finally:
+        for p in workers:
+            p.terminate()
+        for p in workers:
+            p.join(timeout=5)
