@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
-import httpx
 import pytest
 import sqlalchemy as sa
+
+from pertinent.testing import ServerProcess, wait_status  # noqa: F401  (re-exported)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -30,65 +26,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`pertinent serve` in a child process, as a user would run it."""
-
-    def __init__(self, home: Path, env: dict[str, str] | None = None, workers: int = 1) -> None:
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "PERTINENT_HOME": str(home),
-            "PERTINENT_WORKERS": str(workers),
-            "PERTINENT_POLL_INTERVAL": "0.05",
-            **(env or {}),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = home / "server.log"
-
-    def start(self) -> Server:
-        self.home.mkdir(parents=True, exist_ok=True)
-        log = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pertinent", "serve", "--port", str(self.port)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log.read_text()}")
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def client(self, service: str, region: str = "us-east-1") -> Any:
-        return boto3.client(service, endpoint_url=self.url, region_name=region)
+Server = ServerProcess
 
 
 @pytest.fixture(scope="session")
@@ -114,22 +52,6 @@ def unique() -> Callable[[str], str]:
         return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
     return make
-
-
-def wait_status(
-    describe: Callable[[], dict[str, Any]],
-    done: tuple[str, ...] = ("ACTIVE", "CREATE FAILED"),
-    timeout: float = 300,
-) -> dict[str, Any]:
-    """Poll a Describe* call until its resource reaches one of ``done``."""
-    deadline = time.time() + timeout
-    while True:
-        res = describe()
-        if res.get("status") in done:
-            return res
-        if time.time() > deadline:
-            raise TimeoutError(f"still {res.get('status')} after {timeout}s: {res}")
-        time.sleep(0.1)
 
 
 def postgres_available() -> bool:

@@ -98,9 +98,7 @@ def test_not_found(pz: Any) -> None:
         ({"name": "ok", "domain": "RETAIL"}, "Member must satisfy enum value set"),
     ],
 )
-def test_invalid_input_names_the_field(
-    pz: Any, kwargs: dict[str, Any], fragment: str
-) -> None:
+def test_invalid_input_names_the_field(pz: Any, kwargs: dict[str, Any], fragment: str) -> None:
     code, message = error_of(lambda: pz.create_dataset_group(**kwargs))
     assert code == "InvalidInputException"
     assert fragment in message
@@ -161,7 +159,9 @@ def test_schema_validation_and_in_use(pz: Any, unique: Callable[[str], str]) -> 
     group = active_group(pz, unique("dg"))
     code, message = error_of(
         lambda: pz.create_dataset(
-            name=unique("d"), schemaArn=items_schema, datasetGroupArn=group,
+            name=unique("d"),
+            schemaArn=items_schema,
+            datasetGroupArn=group,
             datasetType="Interactions",
         )
     )
@@ -172,7 +172,9 @@ def test_schema_validation_and_in_use(pz: Any, unique: Callable[[str], str]) -> 
     assert ds.endswith(f"dataset/{group.rsplit('/', 1)[1]}/INTERACTIONS")
     code, _ = error_of(
         lambda: pz.create_dataset(
-            name=unique("d"), schemaArn=inter_schema, datasetGroupArn=group,
+            name=unique("d"),
+            schemaArn=inter_schema,
+            datasetGroupArn=group,
             datasetType="INTERACTIONS",
         )
     )
@@ -195,14 +197,16 @@ def test_solution_errors(pz: Any, unique: Callable[[str], str]) -> None:
     group = active_group(pz, unique("dg"))
     code, message = error_of(
         lambda: pz.create_solution(
-            name=unique("s"), datasetGroupArn=group,
+            name=unique("s"),
+            datasetGroupArn=group,
             recipeArn="arn:aws:personalize:::recipe/aws-next-best-action",
         )
     )
     assert code == "InvalidInputException" and "not trainable yet" in message
     code, message = error_of(
         lambda: pz.create_solution(
-            name=unique("s"), datasetGroupArn=group,
+            name=unique("s"),
+            datasetGroupArn=group,
             recipeArn="arn:aws:personalize:::recipe/aws-sims",
             solutionConfig={"algorithmHyperParameters": {"popularity_discount_factor": "1.5"}},
         )
@@ -210,7 +214,8 @@ def test_solution_errors(pz: Any, unique: Callable[[str], str]) -> None:
     assert code == "InvalidInputException" and "popularity_discount_factor" in message
     code, message = error_of(
         lambda: pz.create_solution(
-            name=unique("s"), datasetGroupArn=group,
+            name=unique("s"),
+            datasetGroupArn=group,
             recipeArn="arn:aws:personalize:::recipe/aws-sims",
             solutionConfig={"algorithmHyperParameters": {"hidden_dimension": "50"}},
         )
@@ -218,7 +223,8 @@ def test_solution_errors(pz: Any, unique: Callable[[str], str]) -> None:
     assert code == "InvalidInputException" and "hidden_dimension" in message
     code, _ = error_of(
         lambda: pz.create_solution(
-            name=unique("s"), datasetGroupArn=group,
+            name=unique("s"),
+            datasetGroupArn=group,
             recipeArn="arn:aws:personalize:::recipe/aws-nonexistent",
         )
     )
@@ -253,8 +259,9 @@ def test_runtime_errors(rt: Any) -> None:
 
 def test_raw_protocol_errors(server: Server) -> None:
     headers = {"Content-Type": "application/x-amz-json-1.1"}
-    r = httpx.post(server.url, headers={**headers, "X-Amz-Target": "AmazonPersonalize.Nope"},
-                   content=b"{}")
+    r = httpx.post(
+        server.url, headers={**headers, "X-Amz-Target": "AmazonPersonalize.Nope"}, content=b"{}"
+    )
     assert r.status_code == 400 and r.json()["__type"] == "UnknownOperationException"
     r = httpx.post(
         server.url,

@@ -65,10 +65,15 @@ def naive_neighbors(
     users, items = inter.user.tolist(), inter.item.tolist()
     history_length, item_count = Counter(users), Counter(items)
 
-    def kept(counts: Counter[int], low: float, high: float) -> set[int]:
+    def kept(counts: Counter[int], low: float, high: float, weighted: bool = False) -> set[int]:
         if not counts:
             return set()
-        lo, hi = np.quantile(np.asarray(list(counts.values()), dtype=float), [low, high])
+        values = np.asarray(list(counts.values()), dtype=float)
+        if weighted:  # item bounds are percentiles of the interactions
+            values = np.repeat(values, values.astype(int))
+            lo, hi = np.quantile(values, [low, high], method="inverted_cdf")
+        else:
+            lo, hi = np.quantile(values, [low, high])
         return {key for key, count in counts.items() if lo <= count <= hi}
 
     good_users = kept(
@@ -80,6 +85,7 @@ def naive_neighbors(
         item_count,
         params.min_item_interaction_count_percentile,
         params.max_item_interaction_count_percentile,
+        weighted=True,
     )
     baskets: dict[int, set[int]] = {}
     for user, item in zip(users, items, strict=True):
@@ -253,12 +259,14 @@ def test_min_user_history_percentile_drops_short_histories() -> None:
 
 
 def test_item_percentiles_drop_the_head_and_the_tail() -> None:
-    data = block_data()  # items 0-4 have 12 users, 15-19 have 6, 20-22 none
-    head_cut = fit(data, **{**NO_FILTERS, "max_item_interaction_count_percentile": "0.7"})
+    # Items 0-4 have 12 users, 5-9 have 10, 10-14 have 8, 15-19 have 6, 20-22 none, so
+    # per interaction the 0.6 percentile is 10 and the 0.2 percentile 8.
+    data = block_data()
+    head_cut = fit(data, **{**NO_FILTERS, "max_item_interaction_count_percentile": "0.6"})
     for item in range(ITEMS_PER_BLOCK):
         assert head_cut.neighbors_of(item).shape == (0,)
     assert head_cut.neighbors_of(5).tolist() == [6, 7, 8, 9]
-    tail_cut = fit(data, **{**NO_FILTERS, "min_item_interaction_count_percentile": "0.3"})
+    tail_cut = fit(data, **{**NO_FILTERS, "min_item_interaction_count_percentile": "0.2"})
     assert tail_cut.neighbors_of(15).shape == (0,)
     assert tail_cut.neighbors_of(0).tolist() == [1, 2, 3, 4]
     # A dropped item is still answered, with popular items, never itself.
@@ -272,7 +280,7 @@ def test_head_items_keep_their_neighbours_but_are_never_one() -> None:
         make_data(histories, n_items=6),
         **{
             **NO_FILTERS,
-            "max_item_interaction_count_percentile": "0.8",
+            "max_item_interaction_count_percentile": "0.6",
             "min_cointeraction_count": "1",
         },
     )

@@ -28,7 +28,9 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
     cat.dispose()
 
 
-def res(arn: str, kind: str = "dataset-group", created: float | None = None, **kw: object) -> Resource:
+def res(
+    arn: str, kind: str = "dataset-group", created: float | None = None, **kw: object
+) -> Resource:
     now = created if created is not None else time.time()
     return Resource(
         arn=arn,
@@ -90,7 +92,11 @@ def test_pages_are_newest_first_and_complete(catalog: Catalog) -> None:
     with catalog.read() as conn:
         while True:
             rows = Catalog.page(
-                conn, account_id="000000000000", region="us-east-1", kind="schema", limit=3,
+                conn,
+                account_id="000000000000",
+                region="us-east-1",
+                kind="schema",
+                limit=3,
                 after=after,
             )
             if not rows:

@@ -20,7 +20,11 @@ def check(service: str, op: str, params: Any) -> str:
 @pytest.mark.parametrize(
     ("op", "params", "expected"),
     [
-        ("CreateDatasetGroup", {}, "Value null at 'name' failed to satisfy constraint: Member must not be null"),
+        (
+            "CreateDatasetGroup",
+            {},
+            "Value null at 'name' failed to satisfy constraint: Member must not be null",
+        ),
         (
             "CreateDatasetGroup",
             {"name": "bad name!"},
@@ -30,13 +34,14 @@ def check(service: str, op: str, params: Any) -> str:
         (
             "CreateDatasetGroup",
             {"name": "x" * 64},
-            "at 'name' failed to satisfy constraint: Member must have length less than or equal to 63",
+            "at 'name' failed to satisfy constraint: "
+            "Member must have length less than or equal to 63",
         ),
         (
             "CreateDatasetGroup",
             {"name": "ok", "domain": "RETAIL"},
-            "Value 'RETAIL' at 'domain' failed to satisfy constraint: Member must satisfy enum value "
-            "set: [ECOMMERCE, VIDEO_ON_DEMAND]",
+            "Value 'RETAIL' at 'domain' failed to satisfy constraint: "
+            "Member must satisfy enum value set: [ECOMMERCE, VIDEO_ON_DEMAND]",
         ),
         (
             "ListDatasetGroups",
@@ -46,10 +51,13 @@ def check(service: str, op: str, params: Any) -> str:
         ),
         (
             "CreateDatasetImportJob",
-            {"jobName": "j", "datasetArn": "arn:aws:personalize:us-east-1:1:dataset/g/ITEMS",
-             "dataSource": {"dataLocation": "ftp://host/file.csv"}},
-            "at 'dataSource.dataLocation' failed to satisfy constraint: Member must satisfy regular "
-            "expression pattern: (s3|http|https)://.+",
+            {
+                "jobName": "j",
+                "datasetArn": "arn:aws:personalize:us-east-1:1:dataset/g/ITEMS",
+                "dataSource": {"dataLocation": "ftp://host/file.csv"},
+            },
+            "at 'dataSource.dataLocation' failed to satisfy constraint: "
+            "Member must satisfy regular expression pattern: (s3|http|https)://.+",
         ),
         (
             "CreateSolution",
@@ -71,8 +79,10 @@ def test_error_count_is_reported() -> None:
 def test_local_locations_are_accepted() -> None:
     base = {"jobName": "j", "datasetArn": "arn:aws:personalize:us-east-1:1:dataset/g/ITEMS"}
     for loc in ("file:///data/x.csv", "/data/x.csv", "s3://bucket/x.csv"):
-        validate(operation("personalize", "CreateDatasetImportJob"),
-                 {**base, "dataSource": {"dataLocation": loc}})
+        validate(
+            operation("personalize", "CreateDatasetImportJob"),
+            {**base, "dataSource": {"dataLocation": loc}},
+        )
 
 
 def test_nested_list_members_are_checked() -> None:
@@ -95,7 +105,7 @@ def test_runtime_limits() -> None:
 
 def test_shape_output_drops_unknown_and_none_and_converts_times() -> None:
     op = operation("personalize", "DescribeDatasetGroup")
-    when = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     out = shape_output(
         op.output_shape,
         {"datasetGroup": {"name": "g", "status": None, "_secret": 1, "creationDateTime": when}},

@@ -24,6 +24,16 @@ from pertinent.server import prepare, start_workers
 
 RECIPE = "arn:aws:personalize:::recipe/"
 ROLE = "arn:aws:iam::000000000000:role/PersonalizeDemo"
+METRIC_LABELS = {
+    "coverage": "coverage",
+    "mean_reciprocal_rank_at_25": "MRR@25",
+    "normalized_discounted_cumulative_gain_at_5": "NDCG@5",
+    "normalized_discounted_cumulative_gain_at_10": "NDCG@10",
+    "normalized_discounted_cumulative_gain_at_25": "NDCG@25",
+    "precision_at_5": "precision@5",
+    "precision_at_10": "precision@10",
+    "precision_at_25": "precision@25",
+}
 
 
 class EmbeddedServer:
@@ -36,7 +46,10 @@ class EmbeddedServer:
             self.port = int(s.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="error",
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="error",
             access_log=False,
         )
         self.server = uvicorn.Server(config)
@@ -63,16 +76,20 @@ class EmbeddedServer:
             p.join(timeout=5)
 
 
-def _wait(describe: Callable[[], dict[str, Any]], progress: Progress, task: Any) -> dict[str, Any]:
+def _wait(
+    progress: Progress, task: Any, describe: Callable[..., Any], key: str, **arn: str
+) -> dict[str, Any]:
+    """Poll ``describe(**arn)[key]`` until ACTIVE, showing the status as it moves."""
+    label = progress.tasks[task].fields["label"]
     while True:
-        res = describe()
+        res: dict[str, Any] = describe(**arn)[key]
         status = res["status"]
-        progress.update(task, description=f"{progress.tasks[task].fields['label']}: {status}")
-        if status in ("ACTIVE", "CREATE FAILED"):
-            if status != "ACTIVE":
-                raise RuntimeError(f"{res} failed: {res.get('failureReason')}")
+        progress.update(task, description=f"{label}: {status}")
+        if status == "ACTIVE":
             progress.update(task, completed=1)
             return res
+        if status == "CREATE FAILED":
+            raise RuntimeError(f"{label} failed: {res.get('failureReason')}")
         time.sleep(0.2)
 
 
@@ -82,18 +99,20 @@ def _step(progress: Progress, label: str) -> Any:
 
 def run_flow(url: str, data: DemoData, console: Console) -> dict[str, Any]:
     """The "first campaign" notebook, with only endpoint_url and the data location changed."""
-    pz = boto3.client("personalize", endpoint_url=url, region_name="us-east-1")
-    rt = boto3.client("personalize-runtime", endpoint_url=url, region_name="us-east-1")
+    session = boto3.Session(region_name="us-east-1")
+    if session.get_credentials() is None:
+        # A fresh machine has no AWS credentials; the embedded server accepts any.
+        session = boto3.Session(
+            aws_access_key_id="demo", aws_secret_access_key="demo", region_name="us-east-1"
+        )
+    pz = session.client("personalize", endpoint_url=url)
+    rt = session.client("personalize-runtime", endpoint_url=url)
     out: dict[str, Any] = {}
-    columns = (
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn()
-    )
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = _step(progress, "dataset group")
         group = pz.create_dataset_group(name="demo-shop")["datasetGroupArn"]
-        _wait(lambda: pz.describe_dataset_group(datasetGroupArn=group)["datasetGroup"],
-              progress, task)
-        datasets = {}
+        _wait(progress, task, pz.describe_dataset_group, "datasetGroup", datasetGroupArn=group)
         for kind, schema, csv in (
             ("Interactions", data.interactions_schema, data.interactions_csv),
             ("Items", data.items_schema, data.items_csv),
@@ -102,43 +121,46 @@ def run_flow(url: str, data: DemoData, console: Console) -> dict[str, Any]:
             task = _step(progress, f"{kind} dataset")
             schema_arn = pz.create_schema(name=f"demo-{kind.lower()}", schema=schema)["schemaArn"]
             ds = pz.create_dataset(
-                name=f"demo-{kind.lower()}", schemaArn=schema_arn, datasetGroupArn=group,
+                name=f"demo-{kind.lower()}",
+                schemaArn=schema_arn,
+                datasetGroupArn=group,
                 datasetType=kind,
             )["datasetArn"]
-            _wait(lambda ds=ds: pz.describe_dataset(datasetArn=ds)["dataset"], progress, task)
+            _wait(progress, task, pz.describe_dataset, "dataset", datasetArn=ds)
             task = _step(progress, f"import {csv.name}")
             job = pz.create_dataset_import_job(
-                jobName=f"demo-import-{kind.lower()}", datasetArn=ds,
-                dataSource={"dataLocation": csv.resolve().as_uri()}, roleArn=ROLE,
+                jobName=f"demo-import-{kind.lower()}",
+                datasetArn=ds,
+                dataSource={"dataLocation": csv.resolve().as_uri()},
+                roleArn=ROLE,
             )["datasetImportJobArn"]
             _wait(
-                lambda job=job: pz.describe_dataset_import_job(datasetImportJobArn=job)[
-                    "datasetImportJob"
-                ],
-                progress, task,
+                progress,
+                task,
+                pz.describe_dataset_import_job,
+                "datasetImportJob",
+                datasetImportJobArn=job,
             )
-            datasets[kind] = ds
         for recipe in ("aws-popularity-count", "aws-sims"):
             task = _step(progress, f"train {recipe}")
             solution = pz.create_solution(
                 name=f"demo-{recipe}", datasetGroupArn=group, recipeArn=RECIPE + recipe
             )["solutionArn"]
-            _wait(lambda s=solution: pz.describe_solution(solutionArn=s)["solution"],
-                  progress, task)
+            _wait(progress, task, pz.describe_solution, "solution", solutionArn=solution)
             version = pz.create_solution_version(solutionArn=solution)["solutionVersionArn"]
             _wait(
-                lambda v=version: pz.describe_solution_version(solutionVersionArn=v)[
-                    "solutionVersion"
-                ],
-                progress, task,
+                progress,
+                task,
+                pz.describe_solution_version,
+                "solutionVersion",
+                solutionVersionArn=version,
             )
             metrics = pz.get_solution_metrics(solutionVersionArn=version)["metrics"]
             task = _step(progress, f"deploy {recipe}")
             campaign = pz.create_campaign(
                 name=f"demo-{recipe}", solutionVersionArn=version, minProvisionedTPS=1
             )["campaignArn"]
-            _wait(lambda c=campaign: pz.describe_campaign(campaignArn=c)["campaign"],
-                  progress, task)
+            _wait(progress, task, pz.describe_campaign, "campaign", campaignArn=campaign)
             out[recipe] = {"metrics": metrics, "campaign": campaign}
 
     user = next(iter(data.user_taste))
@@ -175,8 +197,13 @@ def _print(console: Console, data: DemoData, result: dict[str, Any]) -> None:
             t.add_column(col)
         for rank, item in enumerate(ids, 1):
             r = info.get(item, {})
-            t.add_row(str(rank), item, str(r.get("CATEGORY_L1", "")), str(r.get("CATEGORY_L2", "")),
-                      f"{r.get('PRICE', 0):.2f}")
+            t.add_row(
+                str(rank),
+                item,
+                str(r.get("CATEGORY_L1", "")),
+                str(r.get("CATEGORY_L2", "")),
+                f"{r.get('PRICE', 0):.2f}",
+            )
         return t
 
     seed = result["seed_item"]
@@ -191,13 +218,13 @@ def _print(console: Console, data: DemoData, result: dict[str, Any]) -> None:
     )
     metrics = Table(title="Offline metrics (GetSolutionMetrics, Personalize's protocol)")
     metrics.add_column("metric")
-    for recipe in ("aws-popularity-count", "aws-sims"):
-        metrics.add_column(recipe)
-    for key in sorted(result["aws-sims"]["metrics"]):
+    recipes = ("aws-popularity-count", "aws-sims")
+    for recipe in recipes:
+        metrics.add_column(recipe, justify="right")
+    for key, label in METRIC_LABELS.items():
         metrics.add_row(
-            key,
-            *(f"{result[r]['metrics'].get(key, float('nan')):.4f}"
-              for r in ("aws-popularity-count", "aws-sims")),
+            label,
+            *(f"{result[r]['metrics'].get(key, float('nan')):.4f}" for r in recipes),
         )
     console.print(metrics)
 

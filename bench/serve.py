@@ -1,0 +1,155 @@
+"""GetRecommendations throughput and latency through the real HTTP server.
+
+Starts `pertinent serve`, loads generated e-commerce data through boto3, trains and
+deploys popularity-count and SIMS campaigns, then drives them with `wrk` (C, keep-alive
+connections) beside a baseline: the same server's trivial `/ping` route, i.e. the floor
+the HTTP stack itself sets, measured in the same run. Client and server CPU time are
+both recorded, since on a 2-core box the load generator competes with the server.
+
+    .venv/bin/python bench/serve.py [--duration 10] [--connections 16]
+
+Prints a table and writes bench/results/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pertinent.demo.generate import generate
+from pertinent.testing import ServerProcess, create_dataset, create_group, deploy, import_data, train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local ids = {%(ids)s}
+request = function()
+  local body = '{"campaignArn":"%(arn)s","%(key)s":"' .. ids[math.random(#ids)] .. '","numResults":25}'
+  return wrk.format(nil, "/recommendations", nil, body)
+end
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def parse_wrk(text: str) -> dict[str, float]:
+    units = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+    out: dict[str, float] = {}
+    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
+        out[f"p{pct}_ms"] = float(value) * units[unit]
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    out["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in", text)
+    out["requests"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    out["errors"] = float(m.group(1)) if m else 0.0
+    return out
+
+
+def run_wrk(server: ServerProcess, path: str, script: Path | None, args: argparse.Namespace) -> dict[str, float]:
+    cmd = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+    ]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    cmd.append(server.url + path)
+    before_server = cpu_seconds(server.pid)
+    before_client = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - started
+    after_client = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = parse_wrk(out)
+    requests = max(stats["requests"], 1.0)
+    server_cpu = cpu_seconds(server.pid) - before_server
+    client_cpu = (after_client.ru_utime - before_client.ru_utime) + (
+        after_client.ru_stime - before_client.ru_stime
+    )
+    stats["server_cpu_us_per_request"] = server_cpu / requests * 1e6
+    stats["client_cpu_us_per_request"] = client_cpu / requests * 1e6
+    stats["server_cpu_share"] = server_cpu / wall
+    stats["client_cpu_share"] = client_cpu / wall
+    return stats
+
+
+def setup(server: ServerProcess, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    data = generate(work / "data", users=args.users, items=args.items, seed=1)
+    pz = server.client("personalize")
+    group = create_group(pz, "bench-serve")
+    ds = create_dataset(pz, group, "bench-interactions", "Interactions", data.interactions_schema)
+    job = import_data(pz, ds, "bench-import", data.interactions_csv.as_uri())
+    assert job["status"] == "ACTIVE", job
+    campaigns = {}
+    for recipe in ("aws-popularity-count", "aws-sims"):
+        version = train(pz, group, f"bench-{recipe}", recipe)
+        assert version["status"] == "ACTIVE", version
+        campaigns[recipe] = deploy(pz, f"bench-{recipe}", version["solutionVersionArn"])
+    return {"campaigns": campaigns, "users": list(data.user_taste), "items": list(data.item_category)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--items", type=int, default=5_000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+
+    work = Path(tempfile.mkdtemp(prefix="pertinent-bench-serve-"))
+    rng = random.Random(0)
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "args": vars(args)}
+    with ServerProcess(work / "server") as server:
+        ready = setup(server, work, args)
+        rows = {"baseline /ping (HTTP floor)": run_wrk(server, "/ping", None, args)}
+        for recipe, key, pool in (
+            ("aws-popularity-count", "userId", ready["users"]),
+            ("aws-sims", "itemId", ready["items"]),
+        ):
+            ids = ",".join(f'"{i}"' for i in rng.sample(pool, min(len(pool), 2000)))
+            script = work / f"{recipe}.lua"
+            script.write_text(LUA % {"ids": ids, "arn": ready["campaigns"][recipe], "key": key})
+            rows[f"GetRecommendations {recipe}"] = run_wrk(server, "/", script, args)
+    results["rows"] = rows
+    header = (
+        f"{'path':44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv µs/req':>10} "
+        f"{'cli µs/req':>10} {'errors':>6}"
+    )
+    print(header)
+    for name, r in rows.items():
+        print(
+            f"{name:44} {r['rps']:8.0f} {r.get('p50_ms', 0):7.2f} {r.get('p99_ms', 0):7.2f} "
+            f"{r['server_cpu_us_per_request']:10.0f} {r['client_cpu_us_per_request']:10.0f} "
+            f"{r['errors']:6.0f}"
+        )
+    base = rows["baseline /ping (HTTP floor)"]["rps"]
+    for name, r in rows.items():
+        r["ratio_to_baseline"] = r["rps"] / base if base else 0.0
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {RESULTS / 'serve.json'}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
