@@ -93,8 +93,17 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
 # --- child processes: one measured operation each ---------------------------------------
 
 
-def _child(mode: str, csv_path: Path, part: Path) -> dict[str, Any]:
-    if mode == "bare":
+def _child(mode: str, csv_path: Path, part: Path, rows: int) -> dict[str, Any]:
+    if mode == "baseline":
+        import pertinent.data.csv_import
+        import pertinent.data.snapshot  # noqa: F401
+
+        start = time.perf_counter()
+        rows = 0
+    elif mode == "generate":
+        start = time.perf_counter()
+        generate(csv_path, rows)
+    elif mode == "bare":
         start = time.perf_counter()
         df = pl.read_csv(csv_path)
         rows = df.height
@@ -115,13 +124,25 @@ def _child(mode: str, csv_path: Path, part: Path) -> dict[str, Any]:
     else:
         raise SystemExit(f"unknown mode {mode}")
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "peak_rss_bytes": peak_kib * 1024, "rows": rows}
+    return {"seconds": seconds, "peak_rss_bytes": _peak_rss(), "rows": rows}
 
 
-def _run_child(mode: str, csv_path: Path, part: Path) -> dict[str, Any]:
+def _peak_rss() -> int:
+    """This process's peak RSS. VmHWM, unlike ru_maxrss, does not carry over the parent's
+    peak through fork + exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _run_child(mode: str, csv_path: Path, part: Path, rows: int = 0) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--csv", str(csv_path), "--part", str(part)],
+        [sys.executable, __file__, "--child", mode, "--csv", str(csv_path), "--part", str(part)]
+        + ["--rows", str(rows)],
         check=True,
         capture_output=True,
         text=True,
@@ -132,12 +153,7 @@ def _run_child(mode: str, csv_path: Path, part: Path) -> dict[str, Any]:
 
 def _baseline_rss() -> int:
     """Peak RSS of a child that only imports Polars and Pertinent (the floor of each run)."""
-    code = (
-        "import resource, polars, pertinent.data.csv_import, pertinent.data.snapshot;"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    return int(out.stdout.strip())
+    return int(_run_child("baseline", Path(), Path())["peak_rss_bytes"])
 
 
 def main() -> None:
@@ -151,16 +167,16 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        print(json.dumps(_child(args.child, args.csv, args.part)))
+        print(json.dumps(_child(args.child, args.csv, args.part, args.rows)))
         return
 
     WORK.mkdir(parents=True, exist_ok=True)
     csv_path = WORK / f"interactions-{args.rows}.csv"
     if not csv_path.exists():
         print(f"generating {csv_path} ...", flush=True)
-        started = time.perf_counter()
-        generate(csv_path, args.rows)
-        print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
+        # In a child, so that this process stays small while it measures the others.
+        took = _run_child("generate", csv_path, Path(), args.rows)["seconds"]
+        print(f"  done in {took:.1f} s", flush=True)
     part = WORK / f"interactions-{args.rows}.parquet"
     file_bytes = csv_path.stat().st_size
 

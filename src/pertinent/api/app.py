@@ -9,7 +9,7 @@ handler runs, and every error goes out in the form botocore parses.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +36,13 @@ from pertinent.store.catalog import Catalog
 
 log = logging.getLogger("pertinent.api")
 
+
+def new_request_id() -> str:
+    # A random UUID-shaped id; uuid.uuid4() costs several times more on the hot path.
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
+
+
 TARGET_PREFIX = "AmazonPersonalize."
 JSON_11 = "application/x-amz-json-1.1"
 RuntimeHandler = Callable[[Context, Runtime, dict[str, Any]], dict[str, Any]]
@@ -49,8 +56,8 @@ class Services:
         self.catalog = catalog or Catalog(settings.catalog_url)
         self.runtime = Runtime()
 
-    def context(self, request: Request) -> Context:
-        account, region = identify(request.headers, self.settings)
+    def context_for(self, authorization: str) -> Context:
+        account, region = identify(authorization, self.settings)
         return Context(
             settings=self.settings, catalog=self.catalog, account_id=account, region=region
         )
@@ -89,7 +96,7 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 
 async def control_plane(request: Request) -> Response:
     services: Services = request.app.state.services
-    request_id = str(uuid.uuid4())
+    request_id = new_request_id()
     try:
         target = request.headers.get("x-amz-target", "")
         if not target.startswith(TARGET_PREFIX):
@@ -107,7 +114,7 @@ async def control_plane(request: Request) -> Response:
                 f"The operation {name} is not supported by this version of Pertinent."
             )
         params = validate(op, _parse_body(await request.body()))
-        ctx = services.context(request)
+        ctx = services.context_for(request.headers.get("authorization", ""))
         result = await run_in_threadpool(handler, ctx, params)
         body = orjson.dumps(shape_output(op.output_shape, result))
         return Response(body, media_type=JSON_11, headers={"x-amzn-RequestId": request_id})
@@ -118,45 +125,94 @@ async def control_plane(request: Request) -> Response:
         return _internal("personalize", request_id)
 
 
-def rest_route(service: str, op_name: str, handler: RuntimeHandler) -> Callable[..., Any]:
-    async def endpoint(request: Request) -> Response:
-        services: Services = request.app.state.services
-        request_id = str(uuid.uuid4())
+# REST-JSON routes of the runtime and events services: path -> (model, operation, handler).
+RestRoute = tuple[str, str, RuntimeHandler]
+REST_ROUTES: dict[str, RestRoute] = {
+    "/recommendations": ("personalize-runtime", "GetRecommendations", get_recommendations),
+}
+
+
+def _json_response(status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *extra,
+        ],
+    }
+
+
+async def _read_body(receive: Callable[[], Any]) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+class App:
+    """The ASGI application: the REST hot path first, everything else through Starlette.
+
+    Runtime and events requests skip Starlette's router and middleware stack: they are
+    answered straight from ASGI messages on the event loop, because the work is short
+    array math on a cached model and the framework would cost more than the answer.
+    """
+
+    def __init__(self, services: Services, fallback: Starlette) -> None:
+        self.services = services
+        self.fallback = fallback
+        self.state = fallback.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            route = REST_ROUTES.get(scope["path"])
+            if route is not None:
+                await self.rest(route, scope, receive, send)
+                return
+        await self.fallback(scope, receive, send)
+
+    async def rest(self, route: RestRoute, scope: Any, receive: Any, send: Any) -> None:
+        service, op_name, handler = route
+        request_id = new_request_id()
+        authorization = ""
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        extra = [(b"x-amzn-requestid", request_id.encode())]
         try:
             op = operation(service, op_name)
-            params = validate(op, _parse_body(await request.body()))
-            ctx = services.context(request)
-            # Answered on the event loop: the work is short array math on a cached model,
-            # and a thread hop would cost more than it saves.
-            result = handler(ctx, services.runtime, params)
-            body = orjson.dumps(shape_output(op.output_shape, result))
-            return Response(
-                body, media_type="application/json", headers={"x-amzn-RequestId": request_id}
-            )
+            params = validate(op, _parse_body(await _read_body(receive)))
+            ctx = self.services.context_for(authorization)
+            # Handlers build the exact wire shape, so no projection on the hot path.
+            body = orjson.dumps(handler(ctx, self.services.runtime, params))
+            status = 200
         except PertinentError as exc:
-            return _error(exc, "runtime", request_id)
+            body = orjson.dumps({"__type": exc.code, "message": exc.message})
+            status = exc.status_for(service)
+            extra.append((b"x-amzn-errortype", exc.code.encode()))
         except Exception:
             log.exception("%s request failed", op_name)
-            return _internal("runtime", request_id)
-
-    return endpoint
+            body = b'{"__type":"InternalFailure","message":"Internal server error."}'
+            status = 500
+            extra.append((b"x-amzn-errortype", b"InternalFailure"))
+        await send(_json_response(status, body, extra))
+        await send({"type": "http.response.body", "body": body})
 
 
 async def health(request: Request) -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
-def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
+def create_app(settings: Settings, catalog: Catalog | None = None) -> App:
     services = Services(settings, catalog)
     routes = [
         Route("/", control_plane, methods=["POST"]),
-        Route(
-            "/recommendations",
-            rest_route("personalize-runtime", "GetRecommendations", get_recommendations),
-            methods=["POST"],
-        ),
         Route("/ping", health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
-    app.state.services = services
-    return app
+    fallback = Starlette(routes=routes)
+    fallback.state.services = services
+    return App(services, fallback)

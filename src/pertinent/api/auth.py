@@ -8,8 +8,6 @@ region the client was configured with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from pertinent.config import Settings
 
 
@@ -24,8 +22,8 @@ def credential_scope(authorization: str) -> list[str] | None:
     return parts if len(parts) == 5 else None
 
 
-def identify(headers: Mapping[str, str], settings: Settings) -> tuple[str, str]:
-    """(account id, region) of the request."""
-    scope = credential_scope(headers.get("authorization", ""))
+def identify(authorization: str, settings: Settings) -> tuple[str, str]:
+    """(account id, region) of a request with this Authorization header."""
+    scope = credential_scope(authorization)
     region = scope[2] if scope and scope[2] else settings.region
     return settings.account_id, region

@@ -252,7 +252,7 @@ def _fsync(path: Path) -> None:
 
 def _read_file(path: Path, display: str, plan: _Plan) -> pl.DataFrame:
     """Read one local CSV file into the schema's typed columns (see ``read_location``)."""
-    fields = _map_header(_read_header(path, display), display, plan)
+    fields = _map_header(_read_header(path, display, plan.schema), display, plan)
     dtypes = [POLARS_TYPES[f.type] for f in fields]
     names = [f.name for f in fields]
     escape = plan.has_textual and _contains(path, b"\\")
@@ -281,7 +281,7 @@ def _read_file(path: Path, display: str, plan: _Plan) -> pl.DataFrame:
     )
 
 
-def _read_header(path: Path, display: str) -> list[str]:
+def _read_header(path: Path, display: str, schema: DatasetSchema) -> list[str]:
     with path.open("rb") as fh:
         head = fh.read(1 << 16)
         while b"\n" not in head:
@@ -297,7 +297,7 @@ def _read_header(path: Path, display: str) -> list[str]:
     if not text.strip():
         raise ImportFailed(
             f"{display} has no header row: the first line must name the columns, "
-            "e.g. USER_ID,ITEM_ID,TIMESTAMP."
+            f"e.g. {','.join(schema.names)}."
         )
     return next(csv.reader([text]))
 
@@ -407,7 +407,11 @@ def _check_values(
     stamps = [f.name for f in fields if normalize_name(f.name) in TIMESTAMP_FIELDS]
     aggs: list[pl.Expr] = [pl.col(c).null_count().alias(f"n:{c}") for c in required]
     aggs += [pl.col(f.name).str.len_bytes().max().alias(f"len:{f.name}") for f in strings]
-    aggs += [pl.col(f.name).str.len_bytes().min().alias(f"min:{f.name}") for f in strings]
+    aggs += [
+        pl.col(f.name).str.len_bytes().min().alias(f"min:{f.name}")
+        for f in strings
+        if normalize_name(f.name) in ID_FIELDS
+    ]
     aggs += [pl.col(c).max().alias(f"max:{c}") for c in stamps]
     stats = df.select(aggs).row(0, named=True) if aggs and df.height else {}
 

@@ -218,8 +218,9 @@ def dense_ids(
     bounds = np.flatnonzero(starts)
     if not np.array_equal(np.minimum.reduceat(check, bounds), np.maximum.reduceat(check, bounds)):
         return _dense_ids_exact(values, combined)
-    group_sorted = np.cumsum(starts, dtype=np.int64) - 1
-    group = np.empty(n, dtype=np.int64)
+    group_sorted = np.cumsum(starts, dtype=np.int32)
+    group_sorted -= 1
+    group = np.empty(n, dtype=np.int32)
     group[order] = group_sorted
     representatives = combined.gather(order[starts])
     by_id = representatives.arg_sort().to_numpy()

@@ -8,9 +8,9 @@ JSON encoding.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,4 +130,4 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
             {"itemId": ids[i], "score": round(s, 7)}
             for i, s in zip(ranked.items.tolist(), ranked.scores.tolist(), strict=True)
         ]
-    return {"itemList": items, "recommendationId": f"RID-{uuid.uuid4()}"}
+    return {"itemList": items, "recommendationId": f"RID-{os.urandom(16).hex()}"}
