@@ -119,7 +119,7 @@ def test_field_lookup_missing() -> None:
 
 
 UNSUPPORTED = (
-    '. Use one of string, int, long, float, double, boolean, or a union of one of them with '
+    ". Use one of string, int, long, float, double, boolean, or a union of one of them with "
     '"null" such as ["null", "string"]; arrays, maps, enums and nested records are not supported.'
 )
 
@@ -127,49 +127,81 @@ UNSUPPORTED = (
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("{not json", "Schema is not valid JSON: Expecting property name enclosed in double "
-         "quotes at line 1."),
+        (
+            "{not json",
+            "Schema is not valid JSON: Expecting property name enclosed in double "
+            "quotes at line 1.",
+        ),
         ("[]", 'Schema must be an Avro record: a JSON object with "type": "record".'),
-        (json.dumps({"type": "enum", "name": "X", "symbols": ["a"]}),
-         'Schema must be an Avro record: a JSON object with "type": "record".'),
-        (json.dumps({"type": "record", "fields": INTERACTIONS}),
-         'Schema record must have a "name", e.g. "Interactions".'),
-        (json.dumps({"type": "record", "name": "Interactions"}),
-         'Schema record must have a non-empty "fields" list.'),
+        (
+            json.dumps({"type": "enum", "name": "X", "symbols": ["a"]}),
+            'Schema must be an Avro record: a JSON object with "type": "record".',
+        ),
+        (
+            json.dumps({"type": "record", "fields": INTERACTIONS}),
+            'Schema record must have a "name", e.g. "Interactions".',
+        ),
+        (
+            json.dumps({"type": "record", "name": "Interactions"}),
+            'Schema record must have a non-empty "fields" list.',
+        ),
         (avro([]), 'Schema record must have a non-empty "fields" list.'),
         (avro(["USER_ID"]), "Field 1 must be a JSON object with a name and a type."),
-        (avro([f("USER_ID"), {"type": "string"}]),
-         "Field 2 has an invalid name None: use letters, digits and underscores, "
-         "starting with a letter or underscore."),
-        (avro([f("USER-ID")]),
-         "Field 1 has an invalid name 'USER-ID': use letters, digits and underscores, "
-         "starting with a letter or underscore."),
+        (
+            avro([f("USER_ID"), {"type": "string"}]),
+            "Field 2 has an invalid name None: use letters, digits and underscores, "
+            "starting with a letter or underscore.",
+        ),
+        (
+            avro([f("USER-ID")]),
+            "Field 1 has an invalid name 'USER-ID': use letters, digits and underscores, "
+            "starting with a letter or underscore.",
+        ),
         (avro([{"name": "USER_ID"}]), 'Field "USER_ID" has no "type".'),
-        (avro([f("TAGS", {"type": "array", "items": "string"})]),
-         'Field "TAGS" has unsupported type {"type": "array", "items": "string"}' + UNSUPPORTED),
+        (
+            avro([f("TAGS", {"type": "array", "items": "string"})]),
+            'Field "TAGS" has unsupported type {"type": "array", "items": "string"}' + UNSUPPORTED,
+        ),
         (avro([f("X", "bytes")]), 'Field "X" has unsupported type "bytes"' + UNSUPPORTED),
         (avro([f("X", "null")]), 'Field "X" has unsupported type "null"' + UNSUPPORTED),
-        (avro([f("X", ["null", "string", "int"])]),
-         'Field "X" has unsupported type ["null", "string", "int"]' + UNSUPPORTED),
-        (avro([f("X", ["null", "null"])]), 'Field "X" has unsupported type ["null", "null"]'
-         + UNSUPPORTED),
+        (
+            avro([f("X", ["null", "string", "int"])]),
+            'Field "X" has unsupported type ["null", "string", "int"]' + UNSUPPORTED,
+        ),
+        (
+            avro([f("X", ["null", "null"])]),
+            'Field "X" has unsupported type ["null", "null"]' + UNSUPPORTED,
+        ),
         (avro([f("X", [])]), 'Field "X" has unsupported type []' + UNSUPPORTED),
         (avro([f("X", "String")]), 'Field "X" has unsupported type "String"' + UNSUPPORTED),
-        (avro([f("GENRES_1"), f("GENRES1")]),
-         'Field names "GENRES_1" and "GENRES1" collide: names are compared ignoring case and '
-         "underscores."),
-        (avro([f("Genre"), f("GENRE")]),
-         'Field names "Genre" and "GENRE" collide: names are compared ignoring case and '
-         "underscores."),
-        (avro([f("PRICE", "float", categorical=True)]),
-         'Field "PRICE" is categorical but of type float; only string fields can be categorical.'),
-        (avro([f("N", "int", textual=True)]),
-         'Field "N" is textual but of type int; only string fields can be textual.'),
-        (avro([f("N", "long", itemName=True)]),
-         'Field "N" is itemName but of type long; only string fields can be itemName.'),
+        (
+            avro([f("GENRES_1"), f("GENRES1")]),
+            'Field names "GENRES_1" and "GENRES1" collide: names are compared ignoring case and '
+            "underscores.",
+        ),
+        (
+            avro([f("Genre"), f("GENRE")]),
+            'Field names "Genre" and "GENRE" collide: names are compared ignoring case and '
+            "underscores.",
+        ),
+        (
+            avro([f("PRICE", "float", categorical=True)]),
+            'Field "PRICE" is categorical but of type float; '
+            "only string fields can be categorical.",
+        ),
+        (
+            avro([f("N", "int", textual=True)]),
+            'Field "N" is textual but of type int; only string fields can be textual.',
+        ),
+        (
+            avro([f("N", "long", itemName=True)]),
+            'Field "N" is itemName but of type long; only string fields can be itemName.',
+        ),
         (avro([f("G", categorical="yes")]), 'Field "G": "categorical" must be true or false.'),
-        (avro([f("G", categorical=True, textual=True)]),
-         'Field "G" cannot be both categorical and textual.'),
+        (
+            avro([f("G", categorical=True, textual=True)]),
+            'Field "G" cannot be both categorical and textual.',
+        ),
         ("{" + " " * 20_000 + "}", "Schema is 20002 characters long; the maximum is 20000."),
     ],
 )
@@ -215,8 +247,11 @@ VALID: list[tuple[str, list[dict[str, Any]], str, str | None]] = [
     ("Users", [f("USER_ID")] + [f(f"M{i}", "int") for i in range(25)], "USERS", None),
     (
         "Items",
-        [f("ITEM_ID"), f("GENRES", ["null", "string"], categorical=True),
-         f("CREATION_TIMESTAMP", "long")],
+        [
+            f("ITEM_ID"),
+            f("GENRES", ["null", "string"], categorical=True),
+            f("CREATION_TIMESTAMP", "long"),
+        ],
         "ITEMS",
         None,
     ),
@@ -236,14 +271,22 @@ VALID: list[tuple[str, list[dict[str, Any]], str, str | None]] = [
     ("Actions", [f("ACTION_ID"), f("CATEGORY", categorical=True)], "Actions", None),
     (
         "ActionInteractions",
-        [f("USER_ID"), f("ACTION_ID"), f("EVENT_TYPE"), f("TIMESTAMP", "long"),
-         f("IMPRESSION", ["null", "string"])],
+        [
+            f("USER_ID"),
+            f("ACTION_ID"),
+            f("EVENT_TYPE"),
+            f("TIMESTAMP", "long"),
+            f("IMPRESSION", ["null", "string"]),
+        ],
         "Action_Interactions",
         None,
     ),
-    ("Action_Interactions",
-     [f("USER_ID"), f("ACTION_ID"), f("EVENT_TYPE"), f("TIMESTAMP", "long")],
-     "ACTION_INTERACTIONS", None),
+    (
+        "Action_Interactions",
+        [f("USER_ID"), f("ACTION_ID"), f("EVENT_TYPE"), f("TIMESTAMP", "long")],
+        "ACTION_INTERACTIONS",
+        None,
+    ),
     (
         "Interactions",
         [f("USER_ID"), f("ITEM_ID"), f("EVENT_TYPE"), f("TIMESTAMP", "long")],
@@ -258,9 +301,15 @@ VALID: list[tuple[str, list[dict[str, Any]], str, str | None]] = [
     ),
     (
         "Items",
-        [f("ITEM_ID"), f("PRICE", "float"), f("CATEGORY_L1", categorical=True),
-         f("CATEGORY_L2", categorical=True), f("PRODUCT_DESCRIPTION", textual=True),
-         f("CREATION_TIMESTAMP", "long"), f("BRAND", categorical=True)],
+        [
+            f("ITEM_ID"),
+            f("PRICE", "float"),
+            f("CATEGORY_L1", categorical=True),
+            f("CATEGORY_L2", categorical=True),
+            f("PRODUCT_DESCRIPTION", textual=True),
+            f("CREATION_TIMESTAMP", "long"),
+            f("BRAND", categorical=True),
+        ],
         "ITEMS",
         "ECOMMERCE",
     ),
@@ -274,13 +323,20 @@ VALID: list[tuple[str, list[dict[str, Any]], str, str | None]] = [
     # The guide's own default VIDEO_ON_DEMAND Items schema spells it GENRES_L1.
     (
         "Items",
-        [f("ITEM_ID"), f("GENRES_L1", ["string"], categorical=True),
-         f("CREATION_TIMESTAMP", "long")],
+        [
+            f("ITEM_ID"),
+            f("GENRES_L1", ["string"], categorical=True),
+            f("CREATION_TIMESTAMP", "long"),
+        ],
         "ITEMS",
         "VIDEO_ON_DEMAND",
     ),
-    ("Users", [f("USER_ID"), f("SUBSCRIPTION_MODEL", categorical=True)], "USERS",
-     "VIDEO_ON_DEMAND"),
+    (
+        "Users",
+        [f("USER_ID"), f("SUBSCRIPTION_MODEL", categorical=True)],
+        "USERS",
+        "VIDEO_ON_DEMAND",
+    ),
 ]
 
 
@@ -292,85 +348,253 @@ def test_valid_for_dataset(
 
 
 INVALID: list[tuple[str, list[dict[str, Any]], str, str | None, str]] = [
-    ("Interactions", [f("USER_ID"), f("ITEM_ID")], "INTERACTIONS", None,
-     'Schema for a INTERACTIONS dataset is missing the required field "TIMESTAMP" (long).'),
-    ("Interactions", [f("USER_ID"), f("ITEM_ID"), f("TIMESTAMP")], "INTERACTIONS", None,
-     'Field "TIMESTAMP" must be of type long, got string.'),
-    ("Interactions", [f("USER_ID", "int"), f("ITEM_ID"), f("TIMESTAMP", "long")],
-     "INTERACTIONS", None, 'Field "USER_ID" must be of type string, got int.'),
-    ("Interactions", [f("USER_ID", ["null", "string"]), f("ITEM_ID"), f("TIMESTAMP", "long")],
-     "INTERACTIONS", None,
-     'Field "USER_ID" is required and must not be nullable: use "string", not '
-     '["null", "string"].'),
-    ("Interactions", [*INTERACTIONS, f("EVENT_TYPE", categorical=True)], "INTERACTIONS", None,
-     'Field "EVENT_TYPE" is a reserved field and must not be categorical.'),
-    ("Interactions", [f("USER_ID", categorical=True), f("ITEM_ID"), f("TIMESTAMP", "long")],
-     "INTERACTIONS", None, 'Field "USER_ID" is a reserved field and must not be categorical.'),
-    ("Interactions", [*INTERACTIONS, f("EVENT_VALUE", "double")], "INTERACTIONS", None,
-     'Field "EVENT_VALUE" must be of type float, got double.'),
-    ("Interactions", [*INTERACTIONS, f("EVENT_TYPE", "int")], "INTERACTIONS", None,
-     'Field "EVENT_TYPE" must be of type string, got int.'),
-    ("Interactions", INTERACTIONS + [f(f"M{i}", "int") for i in range(6)], "INTERACTIONS", None,
-     "Schema for a INTERACTIONS dataset has 6 metadata fields (M0, M1, M2, M3, M4, M5); the "
-     "maximum is 5, not counting reserved fields."),
-    ("Interactions", [*INTERACTIONS, f("NOTE", textual=True)], "INTERACTIONS", None,
-     'Field "NOTE" is textual; textual fields are allowed only in Items datasets.'),
-    ("Interactions", [*INTERACTIONS, f("TITLE", itemName=True)], "INTERACTIONS", None,
-     'Field "TITLE" has itemName; it is allowed only in Items datasets.'),
-    ("Items", INTERACTIONS, "INTERACTIONS", None,
-     'Schema record name "Items" does not match the dataset type INTERACTIONS: name the '
-     'record "Interactions".'),
-    ("Users", [f("USER_ID")], "USERS", None,
-     "Schema for a USERS dataset needs USER_ID and at least 1 metadata field."),
-    ("Users", [f("USER_ID")] + [f(f"M{i}", "int") for i in range(26)], "USERS", None,
-     "Schema for a USERS dataset has 26 metadata fields (" + ", ".join(f"M{i}" for i in range(26))
-     + "); the maximum is 25, not counting reserved fields."),
-    ("Users", [f("USER_ID"), f("BIO", textual=True)], "USERS", None,
-     'Field "BIO" is textual; textual fields are allowed only in Items datasets.'),
-    ("Items", [f("ITEM_ID"), f("CREATION_TIMESTAMP", "long")], "ITEMS", None,
-     "Schema for a ITEMS dataset needs ITEM_ID and at least 1 metadata field."),
-    ("Items", [f("ITEM_ID"), f("CREATION_TIMESTAMP", "int"), f("G", categorical=True)], "ITEMS",
-     None, 'Field "CREATION_TIMESTAMP" must be of type long, got int.'),
-    ("Items", [f("ITEM_ID"), f("A", textual=True), f("B", textual=True)], "ITEMS", None,
-     "Schema has 2 textual fields (A, B); an Items dataset allows at most 1."),
-    ("Items", [f("ITEM_ID"), f("A", itemName=True), f("B", itemName=True)], "ITEMS", None,
-     "Schema has 2 itemName fields; at most 1 is allowed."),
-    ("Items", [f("ITEM_ID")] + [f(f"M{i}", "int") for i in range(101)], "ITEMS", None,
-     "Schema for a ITEMS dataset has 101 metadata fields ("
-     + ", ".join(f"M{i}" for i in range(101))
-     + "); the maximum is 100, not counting reserved fields."),
-    ("Actions", [f("ACTION_ID")], "ACTIONS", None,
-     "Schema for a ACTIONS dataset needs ACTION_ID and at least 1 metadata field."),
-    ("Actions", [f("ACTION_ID"), f("VALUE", "float")], "ACTIONS", None,
-     'Field "VALUE" must be of type long, got float.'),
-    ("Action_Interactions", [f("USER_ID"), f("ACTION_ID"), f("TIMESTAMP", "long")],
-     "ACTION_INTERACTIONS", None,
-     'Schema for a ACTION_INTERACTIONS dataset is missing the required field "EVENT_TYPE" '
-     "(string)."),
-    ("Interactions", INTERACTIONS, "INTERACTIONS", "ECOMMERCE",
-     'Schema for a ECOMMERCE INTERACTIONS dataset is missing the required field "EVENT_TYPE" '
-     "(string)."),
-    ("Items", [f("ITEM_ID"), f("CATEGORY_L1", categorical=True)], "ITEMS", "ECOMMERCE",
-     'Schema for a ECOMMERCE ITEMS dataset is missing the required field "PRICE" (float).'),
-    ("Items", [f("ITEM_ID"), f("PRICE", "float"), f("CATEGORY_L1")], "ITEMS", "ECOMMERCE",
-     'Field "CATEGORY_L1" must be a categorical string ("categorical": true).'),
-    ("Items", [f("ITEM_ID"), f("PRICE", "float"), f("CATEGORY_L1", categorical=True),
-               f("PRODUCT_DESCRIPTION")], "ITEMS", "ECOMMERCE",
-     'Field "PRODUCT_DESCRIPTION" must be textual ("textual": true).'),
-    ("Items", [f("ITEM_ID"), f("GENRES", categorical=True)], "ITEMS", "VIDEO_ON_DEMAND",
-     'Schema for a VIDEO_ON_DEMAND ITEMS dataset is missing the required field '
-     '"CREATION_TIMESTAMP" (long).'),
-    ("Items", [f("ITEM_ID"), f("CREATION_TIMESTAMP", "long")], "ITEMS", "VIDEO_ON_DEMAND",
-     'Schema for a VIDEO_ON_DEMAND ITEMS dataset is missing the required field "GENRES" '
-     "(string categorical)."),
-    ("Items", [f("ITEM_ID"), f("GENRES", categorical=True), f("CREATION_TIMESTAMP", "long"),
-               f("PRICE", "int")], "ITEMS", "VIDEO_ON_DEMAND",
-     'Field "PRICE" must be of type float, got int.'),
-    ("Actions", [f("ACTION_ID"), f("X", "int")], "ACTIONS", "ECOMMERCE",
-     "A ECOMMERCE domain dataset group has no ACTIONS dataset; it takes Interactions, Items "
-     "and Users datasets."),
-    ("Interactions", INTERACTIONS, "INTERACTIONS", "RETAIL",
-     "Invalid domain 'RETAIL'. Valid domains: ECOMMERCE, VIDEO_ON_DEMAND."),
+    (
+        "Interactions",
+        [f("USER_ID"), f("ITEM_ID")],
+        "INTERACTIONS",
+        None,
+        'Schema for dataset type INTERACTIONS is missing the required field "TIMESTAMP" (long).',
+    ),
+    (
+        "Interactions",
+        [f("USER_ID"), f("ITEM_ID"), f("TIMESTAMP")],
+        "INTERACTIONS",
+        None,
+        'Field "TIMESTAMP" must be of type long, got string.',
+    ),
+    (
+        "Interactions",
+        [f("USER_ID", "int"), f("ITEM_ID"), f("TIMESTAMP", "long")],
+        "INTERACTIONS",
+        None,
+        'Field "USER_ID" must be of type string, got int.',
+    ),
+    (
+        "Interactions",
+        [f("USER_ID", ["null", "string"]), f("ITEM_ID"), f("TIMESTAMP", "long")],
+        "INTERACTIONS",
+        None,
+        'Field "USER_ID" is required and must not be nullable: use "string", not '
+        '["null", "string"].',
+    ),
+    (
+        "Interactions",
+        [*INTERACTIONS, f("EVENT_TYPE", categorical=True)],
+        "INTERACTIONS",
+        None,
+        'Field "EVENT_TYPE" is a reserved field and must not be categorical.',
+    ),
+    (
+        "Interactions",
+        [f("USER_ID", categorical=True), f("ITEM_ID"), f("TIMESTAMP", "long")],
+        "INTERACTIONS",
+        None,
+        'Field "USER_ID" is a reserved field and must not be categorical.',
+    ),
+    (
+        "Interactions",
+        [*INTERACTIONS, f("EVENT_VALUE", "double")],
+        "INTERACTIONS",
+        None,
+        'Field "EVENT_VALUE" must be of type float, got double.',
+    ),
+    (
+        "Interactions",
+        [*INTERACTIONS, f("EVENT_TYPE", "int")],
+        "INTERACTIONS",
+        None,
+        'Field "EVENT_TYPE" must be of type string, got int.',
+    ),
+    (
+        "Interactions",
+        INTERACTIONS + [f(f"M{i}", "int") for i in range(6)],
+        "INTERACTIONS",
+        None,
+        "Schema for dataset type INTERACTIONS has 6 metadata fields (M0, M1, M2, M3, M4, M5); the "
+        "maximum is 5, not counting reserved fields.",
+    ),
+    (
+        "Interactions",
+        [*INTERACTIONS, f("NOTE", textual=True)],
+        "INTERACTIONS",
+        None,
+        'Field "NOTE" is textual; textual fields are allowed only in Items datasets.',
+    ),
+    (
+        "Interactions",
+        [*INTERACTIONS, f("TITLE", itemName=True)],
+        "INTERACTIONS",
+        None,
+        'Field "TITLE" has itemName; it is allowed only in Items datasets.',
+    ),
+    (
+        "Items",
+        INTERACTIONS,
+        "INTERACTIONS",
+        None,
+        'Schema record name "Items" does not match the dataset type INTERACTIONS: name the '
+        'record "Interactions".',
+    ),
+    (
+        "Users",
+        [f("USER_ID")],
+        "USERS",
+        None,
+        "Schema for dataset type USERS needs USER_ID and at least 1 metadata field.",
+    ),
+    (
+        "Users",
+        [f("USER_ID")] + [f(f"M{i}", "int") for i in range(26)],
+        "USERS",
+        None,
+        "Schema for dataset type USERS has 26 metadata fields ("
+        + ", ".join(f"M{i}" for i in range(26))
+        + "); the maximum is 25, not counting reserved fields.",
+    ),
+    (
+        "Users",
+        [f("USER_ID"), f("BIO", textual=True)],
+        "USERS",
+        None,
+        'Field "BIO" is textual; textual fields are allowed only in Items datasets.',
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("CREATION_TIMESTAMP", "long")],
+        "ITEMS",
+        None,
+        "Schema for dataset type ITEMS needs ITEM_ID and at least 1 metadata field.",
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("CREATION_TIMESTAMP", "int"), f("G", categorical=True)],
+        "ITEMS",
+        None,
+        'Field "CREATION_TIMESTAMP" must be of type long, got int.',
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("A", textual=True), f("B", textual=True)],
+        "ITEMS",
+        None,
+        "Schema has 2 textual fields (A, B); an Items dataset allows at most 1.",
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("A", itemName=True), f("B", itemName=True)],
+        "ITEMS",
+        None,
+        "Schema has 2 itemName fields; at most 1 is allowed.",
+    ),
+    (
+        "Items",
+        [f("ITEM_ID")] + [f(f"M{i}", "int") for i in range(101)],
+        "ITEMS",
+        None,
+        "Schema for dataset type ITEMS has 101 metadata fields ("
+        + ", ".join(f"M{i}" for i in range(101))
+        + "); the maximum is 100, not counting reserved fields.",
+    ),
+    (
+        "Actions",
+        [f("ACTION_ID")],
+        "ACTIONS",
+        None,
+        "Schema for dataset type ACTIONS needs ACTION_ID and at least 1 metadata field.",
+    ),
+    (
+        "Actions",
+        [f("ACTION_ID"), f("VALUE", "float")],
+        "ACTIONS",
+        None,
+        'Field "VALUE" must be of type long, got float.',
+    ),
+    (
+        "Action_Interactions",
+        [f("USER_ID"), f("ACTION_ID"), f("TIMESTAMP", "long")],
+        "ACTION_INTERACTIONS",
+        None,
+        'Schema for dataset type ACTION_INTERACTIONS is missing the required field "EVENT_TYPE" '
+        "(string).",
+    ),
+    (
+        "Interactions",
+        INTERACTIONS,
+        "INTERACTIONS",
+        "ECOMMERCE",
+        "Schema for dataset type INTERACTIONS in the ECOMMERCE domain is missing the required "
+        'field "EVENT_TYPE" (string).',
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("CATEGORY_L1", categorical=True)],
+        "ITEMS",
+        "ECOMMERCE",
+        "Schema for dataset type ITEMS in the ECOMMERCE domain is missing the required field "
+        '"PRICE" (float).',
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("PRICE", "float"), f("CATEGORY_L1")],
+        "ITEMS",
+        "ECOMMERCE",
+        'Field "CATEGORY_L1" must be a categorical string ("categorical": true).',
+    ),
+    (
+        "Items",
+        [
+            f("ITEM_ID"),
+            f("PRICE", "float"),
+            f("CATEGORY_L1", categorical=True),
+            f("PRODUCT_DESCRIPTION"),
+        ],
+        "ITEMS",
+        "ECOMMERCE",
+        'Field "PRODUCT_DESCRIPTION" must be textual ("textual": true).',
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("GENRES", categorical=True)],
+        "ITEMS",
+        "VIDEO_ON_DEMAND",
+        "Schema for dataset type ITEMS in the VIDEO_ON_DEMAND domain is missing the required field "
+        '"CREATION_TIMESTAMP" (long).',
+    ),
+    (
+        "Items",
+        [f("ITEM_ID"), f("CREATION_TIMESTAMP", "long")],
+        "ITEMS",
+        "VIDEO_ON_DEMAND",
+        "Schema for dataset type ITEMS in the VIDEO_ON_DEMAND domain is missing the required "
+        'field "GENRES" (string categorical).',
+    ),
+    (
+        "Items",
+        [
+            f("ITEM_ID"),
+            f("GENRES", categorical=True),
+            f("CREATION_TIMESTAMP", "long"),
+            f("PRICE", "int"),
+        ],
+        "ITEMS",
+        "VIDEO_ON_DEMAND",
+        'Field "PRICE" must be of type float, got int.',
+    ),
+    (
+        "Actions",
+        [f("ACTION_ID"), f("X", "int")],
+        "ACTIONS",
+        "ECOMMERCE",
+        "The ECOMMERCE domain has no ACTIONS dataset; a domain dataset group takes Interactions, "
+        "Items and Users datasets.",
+    ),
+    (
+        "Interactions",
+        INTERACTIONS,
+        "INTERACTIONS",
+        "RETAIL",
+        "Invalid domain 'RETAIL'. Valid domains: ECOMMERCE, VIDEO_ON_DEMAND.",
+    ),
 ]
 
 

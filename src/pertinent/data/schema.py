@@ -35,7 +35,7 @@ class SchemaError(ValueError):
 
 def canonical_dataset_type(value: str) -> str:
     """``"Interactions"`` -> ``"INTERACTIONS"``; ValueError for anything not a dataset type."""
-    upper = value.strip().upper() if isinstance(value, str) else ""
+    upper = value.upper() if isinstance(value, str) else ""
     if upper in DATASET_TYPES:
         return upper
     allowed = "Interactions, Items, Users, Actions, Action_Interactions"
@@ -342,8 +342,8 @@ def rules_for(dataset_type: str, domain: str | None = None) -> DatasetRules:
     rules = DOMAIN_RULES.get((domain, dataset_type))
     if rules is None:
         raise SchemaError(
-            f"A {domain} domain dataset group has no {dataset_type} dataset; "
-            "it takes Interactions, Items and Users datasets."
+            f"The {domain} domain has no {dataset_type} dataset; a domain dataset group "
+            "takes Interactions, Items and Users datasets."
         )
     return rules
 
@@ -354,7 +354,9 @@ def check_schema_for_dataset(
     """Raise SchemaError when ``schema`` cannot back a dataset of ``dataset_type``."""
     dataset_type = canonical_dataset_type(dataset_type)
     rules = rules_for(dataset_type, domain)
-    label = dataset_type if domain is None else f"{domain} {dataset_type}"
+    label = f"dataset type {dataset_type}"
+    if domain is not None:
+        label += f" in the {domain} domain"
 
     if normalize_name(schema.record_name) != normalize_name(dataset_type):
         raise SchemaError(
@@ -377,7 +379,7 @@ def check_schema_for_dataset(
         if rule.required and not any(rule.matches(f.name) for f in schema.fields):
             kind = " categorical" if rule.categorical else ""
             raise SchemaError(
-                f'Schema for a {label} dataset is missing the required field "{rule.name}" '
+                f'Schema for {label} is missing the required field "{rule.name}" '
                 f"({'/'.join(rule.types)}{kind})."
             )
 
@@ -385,13 +387,12 @@ def check_schema_for_dataset(
     if len(counted) < rules.min_metadata:
         id_field = rules.fields[0].name
         raise SchemaError(
-            f"Schema for a {label} dataset needs {id_field} and at least "
-            f"{rules.min_metadata} metadata field."
+            f"Schema for {label} needs {id_field} and at least {rules.min_metadata} metadata field."
         )
     if len(metadata) > rules.max_metadata:
         names = ", ".join(f.name for f in metadata)
         raise SchemaError(
-            f"Schema for a {label} dataset has {len(metadata)} metadata fields ({names}); "
+            f"Schema for {label} has {len(metadata)} metadata fields ({names}); "
             f"the maximum is {rules.max_metadata}, not counting reserved fields."
         )
 
