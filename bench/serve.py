@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from pertinent.demo.generate import generate
-from pertinent.testing import ServerProcess, create_dataset, create_group, deploy, import_data, train
+from pertinent.testing import (
+    ServerProcess,
+    create_dataset,
+    create_group,
+    deploy,
+    import_data,
+    train,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -38,7 +45,8 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local ids = {%(ids)s}
 request = function()
-  local body = '{"campaignArn":"%(arn)s","%(key)s":"' .. ids[math.random(#ids)] .. '","numResults":25}'
+  local id = ids[math.random(#ids)]
+  local body = '{"campaignArn":"%(arn)s","%(key)s":"' .. id .. '","numResults":25}'
   return wrk.format(nil, "/recommendations", nil, body)
 end
 """
@@ -53,7 +61,8 @@ def cpu_seconds(pid: int) -> float:
 def parse_wrk(text: str) -> dict[str, float]:
     units = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
     out: dict[str, float] = {}
-    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M):
+    pattern = r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$"
+    for pct, value, unit in re.findall(pattern, text, re.M):
         out[f"p{pct}_ms"] = float(value) * units[unit]
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     out["rps"] = float(m.group(1)) if m else 0.0
@@ -64,9 +73,15 @@ def parse_wrk(text: str) -> dict[str, float]:
     return out
 
 
-def run_wrk(server: ServerProcess, path: str, script: Path | None, args: argparse.Namespace) -> dict[str, float]:
+def run_wrk(
+    server: ServerProcess, path: str, script: Path | None, args: argparse.Namespace
+) -> dict[str, float]:
     cmd = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
     ]
     if script is not None:
         cmd += ["-s", str(script)]
@@ -102,7 +117,11 @@ def setup(server: ServerProcess, work: Path, args: argparse.Namespace) -> dict[s
         version = train(pz, group, f"bench-{recipe}", recipe)
         assert version["status"] == "ACTIVE", version
         campaigns[recipe] = deploy(pz, f"bench-{recipe}", version["solutionVersionArn"])
-    return {"campaigns": campaigns, "users": list(data.user_taste), "items": list(data.item_category)}
+    return {
+        "campaigns": campaigns,
+        "users": list(data.user_taste),
+        "items": list(data.item_category),
+    }
 
 
 def main() -> None:
@@ -143,7 +162,7 @@ def main() -> None:
             f"{r['errors']:6.0f}"
         )
     base = rows["baseline /ping (HTTP floor)"]["rps"]
-    for name, r in rows.items():
+    for r in rows.values():
         r["ratio_to_baseline"] = r["rps"] / base if base else 0.0
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")

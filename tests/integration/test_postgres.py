@@ -30,12 +30,10 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         "PERTINENT_HOME": str(tmp_path / "home"),
         "PERTINENT_POLL_INTERVAL": "0.05",
     }
+    log = (tmp_path / "workers.log").open("ab")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "pertinent", "worker"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "pertinent", "worker"], env=env, stdout=log, stderr=log
         )
         for _ in range(2)
     ]
@@ -44,6 +42,7 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         p.terminate()
     for p in procs:
         p.wait(timeout=20)
+    log.close()
 
 
 def test_flow_on_postgres_with_separate_workers(workers: dict[str, str], tmp_path: Path) -> None:

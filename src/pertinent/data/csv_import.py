@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import mmap
 import os
 import tempfile
@@ -26,7 +25,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 from urllib.parse import unquote, urlparse
 
 import polars as pl
@@ -152,7 +151,8 @@ def _s3_sources(location: str, endpoint_url: str | None) -> list[_Source]:
     except OSError as exc:
         raise ImportFailed(f"Could not read {location}: {exc}") from None
     if not found:
-        raise ImportFailed(f"Invalid Data location. {location} has no files.")
+        what = "has no files" if prefix == key else "does not exist"
+        raise ImportFailed(f"Invalid Data location. {location} {what}.")
     start = len(bucket) + 1 + len(prefix)
     return [_Source(f"s3://{p}", p[start:]) for p in found]
 
@@ -172,10 +172,6 @@ class _Plan:
             f.name for f in schema.fields if not f.nullable or normalize_name(f.name) in ID_FIELDS
         )
         return cls(schema, canonical_dataset_type(dataset_type), required)
-
-    @property
-    def has_textual(self) -> bool:
-        return any(f.textual for f in self.schema.fields)
 
 
 def read_location(
@@ -255,7 +251,7 @@ def _read_file(path: Path, display: str, plan: _Plan) -> pl.DataFrame:
     fields = _map_header(_read_header(path, display, plan.schema), display, plan)
     dtypes = [POLARS_TYPES[f.type] for f in fields]
     names = [f.name for f in fields]
-    escape = plan.has_textual and _contains(path, b"\\")
+    escape = any(f.textual for f in fields) and _contains(path, b"\\")
     if escape:
         strings = _read_escaped(path, display, names)
         df = _cast_strings(strings, fields, display)
@@ -562,10 +558,8 @@ def _ragged_error(display: str, line: int, found: int, expected: int) -> ImportF
 def _records(path: Path, *, escape: bool, start_line: int = 1) -> Iterator[tuple[int, list[str]]]:
     """(first physical line, fields) of each record from ``start_line`` on; error path only."""
     with path.open("rb") as raw:
-        lines = itertools.islice(raw, start_line - 1, None)
-        text = io.TextIOWrapper(
-            io.BufferedReader(_LineStream(lines)), encoding="utf-8", errors="replace", newline=""
-        )
+        raw.seek(_offset_of_line(raw, start_line))
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         reader = csv.reader(
             text, escapechar="\\" if escape else None, doublequote=True, strict=False
         )
@@ -573,6 +567,24 @@ def _records(path: Path, *, escape: bool, start_line: int = 1) -> Iterator[tuple
         for record in reader:
             yield line, record
             line = start_line + reader.line_num
+
+
+def _offset_of_line(raw: BinaryIO, line: int) -> int:
+    """Byte offset where physical line ``line`` (1-based) starts; newlines counted in C."""
+    offset, skip = 0, line - 1
+    while skip > 0:
+        chunk = raw.read(1 << 24)
+        if not chunk:
+            break
+        found = chunk.count(b"\n")
+        if found < skip:
+            offset, skip = offset + len(chunk), skip - found
+            continue
+        position = -1
+        for _ in range(skip):
+            position = chunk.index(b"\n", position + 1)
+        return offset + position + 1
+    return offset
 
 
 def _record_at(path: Path, line: int, *, escape: bool) -> list[str] | None:
@@ -590,25 +602,3 @@ def _first_ragged_record(path: Path, expected: int, *, escape: bool) -> tuple[in
         if record and len(record) != expected:
             return line, len(record)
     return None
-
-
-class _LineStream(io.RawIOBase):
-    """A readable binary stream over an iterator of byte lines (for TextIOWrapper)."""
-
-    def __init__(self, lines: Iterator[bytes]) -> None:
-        self._lines = lines
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            chunk = next(self._lines, None)
-            if chunk is None:
-                return 0
-            self._rest = chunk
-        n = min(len(buffer), len(self._rest))
-        buffer[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n

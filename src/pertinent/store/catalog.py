@@ -192,6 +192,9 @@ class Catalog:
     def migrate(self) -> None:
         """Create the tables or bring an older catalog up to SCHEMA_VERSION."""
         with self.write() as conn:
+            if not self.is_sqlite:
+                # Servers and workers start together; one migrates, the others wait here.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7271263)"))
             metadata.create_all(conn)
             row = conn.execute(
                 sa.select(schema_info.c.value).where(schema_info.c.key == "version")
