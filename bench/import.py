@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pertinent.data.csv_import import PARQUET_COMPRESSION
+
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work"
 RESULTS = ROOT / "results" / "import.json"
@@ -204,6 +206,7 @@ def main() -> None:
         "csv_bytes": file_bytes,
         "parquet_bytes": part.stat().st_size,
         "repeat": args.repeat,
+        "parquet_compression": PARQUET_COMPRESSION,
         "baseline_rss_bytes": _baseline_rss(),
         "import_over_bare": imp / bare,
         "import_rss_over_csv": summary["import"]["peak_rss_bytes"] / file_bytes,

@@ -412,3 +412,24 @@ def test_matches_reference(
         )
     ]
     assert got == expected
+
+
+def test_one_percent_of_users_need_two_interactions() -> None:
+    import numpy as np
+
+    from pertinent.data.snapshot import InsufficientData, check_minimum_data
+    from pertinent.recipes.base import Interactions, TrainingData
+
+    # 30 users with 2 interactions and 4000 one-off visitors: 30 / 4030 < 1 %.
+    users = np.concatenate([np.repeat(np.arange(30), 2), np.arange(30, 4030)]).astype(np.int32)
+    data = TrainingData(
+        Interactions(
+            user=users,
+            item=np.zeros(users.shape[0], dtype=np.int32),
+            timestamp=np.arange(users.shape[0], dtype=np.int64),
+            n_users=4030,
+            n_items=1,
+        )
+    )
+    with pytest.raises(InsufficientData, match="at least 1% of users"):
+        check_minimum_data(data)

@@ -62,16 +62,17 @@ def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
         )
     config: dict[str, Any] = version.doc.get("solutionConfig") or {}
     threshold = config.get("eventValueThreshold")
-    snap = build_snapshot(
-        interactions,
-        items,
-        users,
-        event_type=version.doc.get("eventType"),
-        event_value_threshold=float(threshold) if threshold is not None else None,
-        seed=SEED,
-    )
+    event_type = version.doc.get("eventType")
     try:
-        check_minimum_data(snap.data)
+        snap = build_snapshot(
+            interactions,
+            items,
+            users,
+            event_type=event_type,
+            event_value_threshold=float(threshold) if threshold is not None else None,
+            seed=SEED,
+        )
+        check_minimum_data(snap.data, event_type=event_type)
     except InsufficientData as exc:
         raise JobFailed(str(exc)) from None
     return snap
