@@ -271,3 +271,63 @@ def test_raw_protocol_errors(server: Server) -> None:
     assert r.status_code == 400 and r.json()["__type"] == "SerializationException"
     r = httpx.post(f"{server.url}/recommendations", content=b"{}")
     assert r.status_code == 400 and r.headers["x-amzn-ErrorType"] == "InvalidInputException"
+
+
+def test_rejected_requests_change_nothing(pz: Any, unique: Callable[[str], str]) -> None:
+    def everything() -> tuple[set[str], set[str], set[str]]:
+        groups = {
+            g["datasetGroupArn"]
+            for p in pz.get_paginator("list_dataset_groups").paginate()
+            for g in p["datasetGroups"]
+        }
+        schemas = {
+            s["schemaArn"]
+            for p in pz.get_paginator("list_schemas").paginate()
+            for s in p["schemas"]
+        }
+        solutions = {
+            s["solutionArn"]
+            for p in pz.get_paginator("list_solutions").paginate()
+            for s in p["solutions"]
+        }
+        return groups, schemas, solutions
+
+    name = unique("keep")
+    group = pz.create_dataset_group(name=name, tags=[{"tagKey": "v", "tagValue": "1"}])[
+        "datasetGroupArn"
+    ]
+    before = everything()
+    attempts: list[Callable[[], Any]] = [
+        lambda: pz.create_dataset_group(name="bad name"),
+        lambda: pz.create_dataset_group(name=name, tags=[{"tagKey": "v", "tagValue": "2"}]),
+        lambda: pz.create_schema(name=unique("s"), schema='{"type": "record"}'),
+        lambda: pz.create_solution(
+            name=unique("s"),
+            datasetGroupArn=group,
+            recipeArn="arn:aws:personalize:::recipe/aws-item-affinity",
+        ),
+        lambda: pz.create_solution(
+            name=unique("s"),
+            datasetGroupArn=group,
+            recipeArn="arn:aws:personalize:::recipe/aws-sims",
+            solutionConfig={"algorithmHyperParameters": {"min_cointeraction_count": "11"}},
+        ),
+        lambda: pz.create_dataset(
+            name=unique("d"),
+            datasetGroupArn=group,
+            datasetType="Interactions",
+            schemaArn="arn:aws:personalize:us-east-1:000000000000:schema/missing",
+        ),
+    ]
+    for attempt in attempts:
+        code, _ = error_of(attempt)
+        assert code in (
+            "InvalidInputException",
+            "ResourceAlreadyExistsException",
+            "ResourceNotFoundException",
+        )
+    assert everything() == before
+    assert pz.list_tags_for_resource(resourceArn=group)["tags"] == [
+        {"tagKey": "v", "tagValue": "1"}
+    ]
+    assert pz.list_datasets(datasetGroupArn=group)["datasets"] == []

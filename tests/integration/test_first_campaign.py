@@ -12,7 +12,14 @@ import polars as pl
 import pytest
 
 from pertinent.demo.generate import DemoData, generate
-from pertinent.testing import create_dataset, create_group, deploy, import_data, train
+from pertinent.testing import (
+    create_dataset,
+    create_group,
+    deploy,
+    import_data,
+    train,
+    wait_status,
+)
 from tests.conftest import DATASETS
 
 METRIC_KEYS = {
@@ -217,3 +224,57 @@ def test_movielens_sims_is_genre_coherent(
     titles = dict(zip(movies["ITEM_ID"].cast(pl.String), movies["TITLE"], strict=True))
     named = [titles[i["itemId"]] for i in star_wars["itemList"]]
     assert any("Star Trek" in t or "Indiana Jones" in t or "Star Wars" in t for t in named), named
+
+
+def test_update_and_delete_campaign(
+    pz: Any, rt: Any, shop_group: dict[str, str], unique: Callable[[str], str]
+) -> None:
+    group = shop_group["group"]
+    first = train(pz, group, unique("upd"), "aws-sims")
+    campaign = deploy(pz, unique("upd"), first["solutionVersionArn"])
+    second = pz.create_solution_version(solutionArn=first["solutionArn"])["solutionVersionArn"]
+    with pytest.raises(pz.exceptions.ResourceInUseException):
+        pz.update_campaign(campaignArn=campaign, solutionVersionArn=second)  # not ACTIVE yet
+    wait_status(lambda: pz.describe_solution_version(solutionVersionArn=second)["solutionVersion"])
+    pz.update_campaign(campaignArn=campaign, solutionVersionArn=second, minProvisionedTPS=2)
+    updated = wait_status(
+        lambda: pz.describe_campaign(campaignArn=campaign)["campaign"]["latestCampaignUpdate"]
+    )
+    assert updated["status"] == "ACTIVE"
+    described = pz.describe_campaign(campaignArn=campaign)["campaign"]
+    assert described["solutionVersionArn"] == second and described["minProvisionedTPS"] == 2
+    assert rt.get_recommendations(campaignArn=campaign, itemId="P0001")["itemList"]
+    versions = pz.list_solution_versions(solutionArn=first["solutionArn"])["solutionVersions"]
+    assert {v["solutionVersionArn"] for v in versions} == {first["solutionVersionArn"], second}
+
+    pz.delete_campaign(campaignArn=campaign)
+    with pytest.raises(pz.exceptions.ResourceNotFoundException):
+        wait_status(lambda: pz.describe_campaign(campaignArn=campaign)["campaign"], (), 30)
+    pz.delete_solution(solutionArn=first["solutionArn"])
+    with pytest.raises(pz.exceptions.ResourceNotFoundException):
+        wait_status(
+            lambda: pz.describe_solution(solutionArn=first["solutionArn"])["solution"], (), 30
+        )
+    with pytest.raises(pz.exceptions.ResourceNotFoundException):
+        pz.describe_solution_version(solutionVersionArn=second)
+
+
+def test_stop_solution_version_creation(
+    pz: Any, shop_group: dict[str, str], unique: Callable[[str], str]
+) -> None:
+    solution = pz.create_solution(
+        name=unique("stop"),
+        datasetGroupArn=shop_group["group"],
+        recipeArn="arn:aws:personalize:::recipe/aws-sims",
+    )["solutionArn"]
+    wait_status(lambda: pz.describe_solution(solutionArn=solution)["solution"])
+    version = pz.create_solution_version(solutionArn=solution)["solutionVersionArn"]
+    pz.stop_solution_version_creation(solutionVersionArn=version)
+    final = wait_status(
+        lambda: pz.describe_solution_version(solutionVersionArn=version)["solutionVersion"],
+        ("ACTIVE", "CREATE FAILED", "CREATE STOPPED"),
+    )
+    # Small data may finish before the stop lands; otherwise it must end stopped.
+    assert final["status"] in ("CREATE STOPPED", "ACTIVE")
+    with pytest.raises(pz.exceptions.ResourceInUseException):
+        pz.stop_solution_version_creation(solutionVersionArn=version)
