@@ -13,6 +13,8 @@ from pertinent.store.status import (
     CREATE_FAILED,
     CREATE_IN_PROGRESS,
     CREATE_PENDING,
+    CREATE_STOPPED,
+    CREATE_STOPPING,
     CREATING,
     DELETE_IN_PROGRESS,
 )
@@ -133,6 +135,10 @@ def mark_failed(jc: JobContext, arn: str, reason: str) -> None:
     with jc.catalog.write() as conn:
         res = Catalog.get(conn, arn)
         if res is None:
+            return
+        if res.status == CREATE_STOPPING:
+            # A stop was asked for and the job ended anyway: the user asked for STOPPED.
+            Catalog.update(conn, arn, status=CREATE_STOPPED)
             return
         if res.status not in CREATING:
             return

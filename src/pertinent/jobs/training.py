@@ -111,13 +111,17 @@ def train(jc: JobContext, job: Job) -> None:
     if version is None or version.status not in CREATING:
         return
     with jc.catalog.write() as conn:
+        # Re-read under the write lock: a stop may have landed since the read above.
+        current = Catalog.get(conn, arn)
+        if current is None or current.status not in CREATING:
+            return
         # Train on complete data: an import still running in the group goes first.
         busy = Catalog.children(
             conn, kind="dataset-import-job", group_arn=version.group_arn, statuses=CREATING
         )
         if busy:
             raise Defer(1.0, f"waiting for the import {busy[0].arn} to finish")
-        if version.status == CREATE_PENDING:
+        if current.status == CREATE_PENDING:
             Catalog.update(conn, arn, status=CREATE_IN_PROGRESS)
     started = time.time()
     try:
@@ -143,6 +147,8 @@ def train(jc: JobContext, job: Job) -> None:
             return
         if current.status == CREATE_STOPPING:
             Catalog.update(conn, arn, status=CREATE_STOPPED)
+            return
+        if current.status not in CREATING:
             return
         doc = dict(current.doc)
         doc["_metrics"] = metrics

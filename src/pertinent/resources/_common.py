@@ -20,7 +20,7 @@ from pertinent.errors import (
     ResourceNotFoundException,
 )
 from pertinent.store.catalog import Catalog, Resource
-from pertinent.store.status import ACTIVE, CREATE_FAILED, CREATE_PENDING, DELETING
+from pertinent.store.status import ACTIVE, CREATE_FAILED, CREATE_PENDING, DELETE_PENDING, DELETING
 
 Handler = Callable[["Context", dict[str, Any]], dict[str, Any]]
 OPERATIONS: dict[str, Handler] = {}
@@ -204,3 +204,50 @@ def parse_arn(arn: str) -> tuple[str, str, str, str]:
         raise InvalidInputException(f"{arn} is not a valid Personalize ARN.")
     type_, _, rest = parts[5].partition("/")
     return parts[3], parts[4], type_, rest
+
+
+def register_reads(
+    kind: str,
+    *,
+    describe_op: str,
+    arn_param: str,
+    out_key: str,
+    list_op: str,
+    list_key: str,
+    parent_param: str | None = None,
+    parent_kind: str | None = None,
+    view: Callable[[Connection, Resource], dict[str, Any]] | None = None,
+) -> None:
+    """Register the Describe* and List* operations of a resource kind.
+
+    ``parent_param`` is the List filter (e.g. ``datasetGroupArn``); an unknown parent
+    is a ResourceNotFoundException, an omitted one lists everything in the account.
+    """
+
+    def describe_handler(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+        with ctx.catalog.read() as conn:
+            res = require(conn, ctx, req[arn_param], kind)
+            return {out_key: view(conn, res) if view else describe(res)}
+
+    def list_handler(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
+        parent = req.get(parent_param) if parent_param else None
+        with ctx.catalog.read() as conn:
+            if parent and parent_kind:
+                require(conn, ctx, parent, parent_kind)
+            items, token = list_page(conn, ctx, req, kind=kind, parent_arn=parent)
+        return {list_key: items, "nextToken": token}
+
+    OPERATIONS[describe_op] = describe_handler
+    OPERATIONS[list_op] = list_handler
+
+
+def start_delete(conn: Connection, ctx: Context, arn: str, kind: str) -> Resource:
+    """Mark a resource DELETE PENDING and queue its deletion; refuse a second delete."""
+    res = require(conn, ctx, arn, kind)
+    if res.status in DELETING:
+        raise ResourceInUseException(
+            f"The {LABELS.get(kind, kind)} {arn} is already being deleted."
+        )
+    Catalog.update(conn, arn, status=DELETE_PENDING)
+    Catalog.enqueue(conn, "delete", arn)
+    return res

@@ -14,12 +14,12 @@ from pertinent.errors import (
 )
 from pertinent.resources._common import (
     Context,
-    describe,
     ensure_new,
-    list_page,
     new_resource,
     operation,
+    register_reads,
     require,
+    start_delete,
     tags_of,
 )
 from pertinent.store.catalog import Catalog
@@ -27,7 +27,6 @@ from pertinent.store.status import (
     ACTIVE,
     CREATE_FAILED,
     CREATE_PENDING,
-    DELETE_PENDING,
     DELETING,
 )
 
@@ -143,21 +142,16 @@ def create_campaign(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     return {"campaignArn": arn}
 
 
-@operation("DescribeCampaign")
-def describe_campaign(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        res = require(conn, ctx, req["campaignArn"], KIND)
-    return {"campaign": describe(res)}
-
-
-@operation("ListCampaigns")
-def list_campaigns(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        parent = req.get("solutionArn")
-        if parent:
-            require(conn, ctx, parent, "solution")
-        items, token = list_page(conn, ctx, req, kind=KIND, parent_arn=parent)
-    return {"campaigns": items, "nextToken": token}
+register_reads(
+    KIND,
+    describe_op="DescribeCampaign",
+    arn_param="campaignArn",
+    out_key="campaign",
+    list_op="ListCampaigns",
+    list_key="campaigns",
+    parent_param="solutionArn",
+    parent_kind="solution",
+)
 
 
 @operation("UpdateCampaign")
@@ -200,9 +194,5 @@ def update_campaign(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
 def delete_campaign(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     arn = req["campaignArn"]
     with ctx.catalog.write() as conn:
-        res = require(conn, ctx, arn, KIND)
-        if res.status in DELETING:
-            raise ResourceInUseException(f"The campaign {arn} is already being deleted.")
-        Catalog.update(conn, arn, status=DELETE_PENDING)
-        Catalog.enqueue(conn, "delete", arn)
+        start_delete(conn, ctx, arn, KIND)
     return {}

@@ -7,19 +7,15 @@ from typing import Any
 from pertinent.errors import InvalidInputException, ResourceInUseException
 from pertinent.resources._common import (
     Context,
-    describe,
     ensure_new,
-    list_page,
     new_resource,
     operation,
+    register_reads,
     require,
+    start_delete,
     tags_of,
 )
 from pertinent.store.catalog import Catalog
-from pertinent.store.status import (
-    DELETE_PENDING,
-    DELETING,
-)
 
 KIND = "dataset-group"
 
@@ -60,27 +56,21 @@ def create_dataset_group(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@operation("DescribeDatasetGroup")
-def describe_dataset_group(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        res = require(conn, ctx, req["datasetGroupArn"], KIND)
-    return {"datasetGroup": describe(res)}
-
-
-@operation("ListDatasetGroups")
-def list_dataset_groups(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        items, token = list_page(conn, ctx, req, kind=KIND)
-    return {"datasetGroups": items, "nextToken": token}
+register_reads(
+    KIND,
+    describe_op="DescribeDatasetGroup",
+    arn_param="datasetGroupArn",
+    out_key="datasetGroup",
+    list_op="ListDatasetGroups",
+    list_key="datasetGroups",
+)
 
 
 @operation("DeleteDatasetGroup")
 def delete_dataset_group(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     arn = req["datasetGroupArn"]
     with ctx.catalog.write() as conn:
-        res = require(conn, ctx, arn, KIND)
-        if res.status in DELETING:
-            raise ResourceInUseException(f"The dataset group {arn} is already being deleted.")
+        require(conn, ctx, arn, KIND)
         for kind in CHILD_KINDS:
             children = Catalog.children(conn, kind=kind, group_arn=arn)
             if children:
@@ -90,6 +80,5 @@ def delete_dataset_group(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
                     + (f" and {len(children) - 1} more" if len(children) > 1 else "")
                     + ")."
                 )
-        Catalog.update(conn, arn, status=DELETE_PENDING)
-        Catalog.enqueue(conn, "delete", arn)
+        start_delete(conn, ctx, arn, KIND)
     return {}

@@ -14,21 +14,19 @@ from pertinent.errors import (
 )
 from pertinent.resources._common import (
     Context,
-    describe,
     ensure_new,
     ensure_usable,
-    list_page,
     new_resource,
     operation,
+    register_reads,
     require,
+    start_delete,
     tags_of,
 )
 from pertinent.store.catalog import Catalog, Resource
 from pertinent.store.status import (
     ACTIVE,
     CREATING,
-    DELETE_PENDING,
-    DELETING,
 )
 
 KIND = "dataset"
@@ -88,21 +86,16 @@ def create_dataset(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     return {"datasetArn": arn}
 
 
-@operation("DescribeDataset")
-def describe_dataset(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        res = require(conn, ctx, req["datasetArn"], KIND)
-    return {"dataset": describe(res)}
-
-
-@operation("ListDatasets")
-def list_datasets(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        parent = req.get("datasetGroupArn")
-        if parent:
-            require(conn, ctx, parent, "dataset-group")
-        items, token = list_page(conn, ctx, req, kind=KIND, parent_arn=parent)
-    return {"datasets": items, "nextToken": token}
+register_reads(
+    KIND,
+    describe_op="DescribeDataset",
+    arn_param="datasetArn",
+    out_key="dataset",
+    list_op="ListDatasets",
+    list_key="datasets",
+    parent_param="datasetGroupArn",
+    parent_kind="dataset-group",
+)
 
 
 @operation("UpdateDataset")
@@ -140,15 +133,12 @@ def delete_dataset(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     arn = req["datasetArn"]
     with ctx.catalog.write() as conn:
         res = require(conn, ctx, arn, KIND)
-        if res.status in DELETING:
-            raise ResourceInUseException(f"The dataset {arn} is already being deleted.")
         busy = _busy_jobs(conn, res.doc["datasetGroupArn"])
         if busy:
             raise ResourceInUseException(
                 f"Cannot delete the dataset {arn} while {busy[0].arn} is {busy[0].status}."
             )
-        Catalog.update(conn, arn, status=DELETE_PENDING)
-        Catalog.enqueue(conn, "delete", arn)
+        start_delete(conn, ctx, arn, KIND)
     return {}
 
 
@@ -216,18 +206,13 @@ def create_dataset_import_job(ctx: Context, req: dict[str, Any]) -> dict[str, An
     return {"datasetImportJobArn": arn}
 
 
-@operation("DescribeDatasetImportJob")
-def describe_dataset_import_job(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        res = require(conn, ctx, req["datasetImportJobArn"], IMPORT_KIND)
-    return {"datasetImportJob": describe(res)}
-
-
-@operation("ListDatasetImportJobs")
-def list_dataset_import_jobs(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        parent = req.get("datasetArn")
-        if parent:
-            require(conn, ctx, parent, KIND)
-        items, token = list_page(conn, ctx, req, kind=IMPORT_KIND, parent_arn=parent)
-    return {"datasetImportJobs": items, "nextToken": token}
+register_reads(
+    IMPORT_KIND,
+    describe_op="DescribeDatasetImportJob",
+    arn_param="datasetImportJobArn",
+    out_key="datasetImportJob",
+    list_op="ListDatasetImportJobs",
+    list_key="datasetImportJobs",
+    parent_param="datasetArn",
+    parent_kind=KIND,
+)

@@ -8,11 +8,10 @@ from pertinent.data.schema import SchemaError, parse_schema
 from pertinent.errors import InvalidInputException, ResourceInUseException
 from pertinent.resources._common import (
     Context,
-    describe,
     ensure_new,
-    list_page,
     new_resource,
     operation,
+    register_reads,
     require,
 )
 from pertinent.store.catalog import Catalog
@@ -35,18 +34,14 @@ def create_schema(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     return {"schemaArn": arn}
 
 
-@operation("DescribeSchema")
-def describe_schema(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        res = require(conn, ctx, req["schemaArn"], KIND)
-    return {"schema": describe(res)}
-
-
-@operation("ListSchemas")
-def list_schemas(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        items, token = list_page(conn, ctx, req, kind=KIND)
-    return {"schemas": items, "nextToken": token}
+register_reads(
+    KIND,
+    describe_op="DescribeSchema",
+    arn_param="schemaArn",
+    out_key="schema",
+    list_op="ListSchemas",
+    list_key="schemas",
+)
 
 
 @operation("DeleteSchema")

@@ -18,10 +18,11 @@ from pertinent.resources._common import (
     describe,
     ensure_new,
     ensure_usable,
-    list_page,
     new_resource,
     operation,
+    register_reads,
     require,
+    start_delete,
     tags_of,
 )
 from pertinent.resources.recipes import trainable_recipe
@@ -32,7 +33,6 @@ from pertinent.store.status import (
     CREATE_STOPPED,
     CREATE_STOPPING,
     CREATING,
-    DELETE_PENDING,
     DELETING,
 )
 
@@ -123,34 +123,25 @@ def create_solution(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     return {"solutionArn": arn}
 
 
-def _version_summary(res: Resource) -> dict[str, Any]:
-    return describe(res)
-
-
-def _latest_version(conn: Connection, solution_arn: str) -> Resource | None:
-    versions = Catalog.children(conn, kind=VERSION_KIND, parent_arn=solution_arn)
-    return versions[0] if versions else None
-
-
-@operation("DescribeSolution")
-def describe_solution(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        res = require(conn, ctx, req["solutionArn"], KIND)
-        latest = _latest_version(conn, res.arn)
+def _with_latest_version(conn: Connection, res: Resource) -> dict[str, Any]:
     out = describe(res)
-    if latest is not None:
-        out["latestSolutionVersion"] = _version_summary(latest)
-    return {"solution": out}
+    versions = Catalog.children(conn, kind=VERSION_KIND, parent_arn=res.arn)
+    if versions:
+        out["latestSolutionVersion"] = describe(versions[0])
+    return out
 
 
-@operation("ListSolutions")
-def list_solutions(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        parent = req.get("datasetGroupArn")
-        if parent:
-            require(conn, ctx, parent, "dataset-group")
-        items, token = list_page(conn, ctx, req, kind=KIND, parent_arn=parent)
-    return {"solutions": items, "nextToken": token}
+register_reads(
+    KIND,
+    describe_op="DescribeSolution",
+    arn_param="solutionArn",
+    out_key="solution",
+    list_op="ListSolutions",
+    list_key="solutions",
+    parent_param="datasetGroupArn",
+    parent_kind="dataset-group",
+    view=_with_latest_version,
+)
 
 
 def campaigns_using(conn: Connection, solution_arn: str) -> list[Resource]:
@@ -165,9 +156,7 @@ def campaigns_using(conn: Connection, solution_arn: str) -> list[Resource]:
 def delete_solution(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
     arn = req["solutionArn"]
     with ctx.catalog.write() as conn:
-        res = require(conn, ctx, arn, KIND)
-        if res.status in DELETING:
-            raise ResourceInUseException(f"The solution {arn} is already being deleted.")
+        require(conn, ctx, arn, KIND)
         campaigns = campaigns_using(conn, arn)
         if campaigns:
             raise ResourceInUseException(
@@ -180,8 +169,7 @@ def delete_solution(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
                 f"Cannot delete the solution {arn} while the solution version {busy[0].arn} "
                 f"is {busy[0].status}."
             )
-        Catalog.update(conn, arn, status=DELETE_PENDING)
-        Catalog.enqueue(conn, "delete", arn)
+        start_delete(conn, ctx, arn, KIND)
     return {}
 
 
@@ -248,21 +236,16 @@ def create_solution_version(ctx: Context, req: dict[str, Any]) -> dict[str, Any]
     return {"solutionVersionArn": arn}
 
 
-@operation("DescribeSolutionVersion")
-def describe_solution_version(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        res = require(conn, ctx, req["solutionVersionArn"], VERSION_KIND)
-    return {"solutionVersion": describe(res)}
-
-
-@operation("ListSolutionVersions")
-def list_solution_versions(ctx: Context, req: dict[str, Any]) -> dict[str, Any]:
-    with ctx.catalog.read() as conn:
-        parent = req.get("solutionArn")
-        if parent:
-            require(conn, ctx, parent, KIND)
-        items, token = list_page(conn, ctx, req, kind=VERSION_KIND, parent_arn=parent)
-    return {"solutionVersions": items, "nextToken": token}
+register_reads(
+    VERSION_KIND,
+    describe_op="DescribeSolutionVersion",
+    arn_param="solutionVersionArn",
+    out_key="solutionVersion",
+    list_op="ListSolutionVersions",
+    list_key="solutionVersions",
+    parent_param="solutionArn",
+    parent_kind=KIND,
+)
 
 
 @operation("GetSolutionMetrics")
