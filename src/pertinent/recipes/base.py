@@ -23,7 +23,7 @@ directory. ``tests/recipes/contract.py`` holds the suite every recipe must pass.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -42,11 +42,52 @@ BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
+class CategoricalFeature:
+    """One categorical column, rows as CSR: row ``i`` has codes ``codes[offsets[i]:offsets[i+1]]``.
+
+    Multi-valued fields (``a|b|c``) have several codes per row; a missing value has none.
+    Textual fields arrive here too, as their word tokens.
+    """
+
+    name: str
+    offsets: npt.NDArray[np.int64]
+    codes: IntArray
+    vocabulary: tuple[str, ...]
+
+    def row(self, i: int) -> IntArray:
+        return self.codes[self.offsets[i] : self.offsets[i + 1]]
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    """One numeric column, raw values, NaN where missing."""
+
+    name: str
+    values: FloatArray
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """Metadata rows aligned with an index (items, users, or interaction rows)."""
+
+    n_rows: int
+    categorical: tuple[CategoricalFeature, ...] = ()
+    numeric: tuple[NumericFeature, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.categorical) + tuple(f.name for f in self.numeric)
+
+
+@dataclass(frozen=True)
 class Interactions:
     """Interactions as parallel arrays, sorted by (user, timestamp, original order).
 
     ``event_type`` holds codes into ``event_types`` (-1 where the row has none);
-    ``event_value`` is NaN where the row has none.
+    ``event_value`` is NaN where the row has none. Optional per-row extras:
+    ``impressions`` (CSR offsets, item indices: what was shown and not chosen),
+    ``context`` (the row's contextual metadata, e.g. DEVICE) and ``weight`` (how much
+    the row counts in training, from ``eventsConfig``).
     """
 
     user: IntArray
@@ -57,6 +98,9 @@ class Interactions:
     event_type: npt.NDArray[np.int16] | None = None
     event_types: tuple[str, ...] = ()
     event_value: FloatArray | None = None
+    impressions: tuple[npt.NDArray[np.int64], IntArray] | None = None
+    context: FeatureTable | None = None
+    weight: FloatArray | None = None
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -71,13 +115,15 @@ class Interactions:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Everything a recipe may learn from. Later issues add item and user features."""
+    """Everything a recipe may learn from."""
 
     interactions: Interactions
     seed: int = 0
     # Items that exist in the Items dataset but have no interactions are still part of
     # the catalogue: n_items counts them, they simply have no rows above.
     item_creation_time: npt.NDArray[np.int64] | None = None
+    item_features: FeatureTable | None = None
+    user_features: FeatureTable | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -90,18 +136,38 @@ class TrainingData:
 
 
 @dataclass(frozen=True)
+class Exploration:
+    """A campaign's ``itemExplorationConfig`` (spec §4.12): how much to show cold items.
+
+    ``weight`` 0 means pure relevance, 1 means cold items first; an item is cold while
+    it is younger than ``item_age_cutoff_days``, counted back from the newest
+    interaction the model was trained on.
+    """
+
+    weight: float = 0.3
+    item_age_cutoff_days: float = 30.0
+
+
+@dataclass(frozen=True)
 class Query:
     """One request, in indices.
 
-    ``history`` is the user's known items, oldest first (empty for an unknown user);
-    ``user`` is the training index of the user or None; ``item`` is the seed item of a
-    related-items request or None when absent or unknown.
+    ``history`` is the user's known items, oldest first (empty for an unknown user),
+    with their timestamps in ``history_times`` when known; ``user`` is the training
+    index of the user or None; ``item`` is the seed item of a related-items request or
+    None when absent or unknown. ``context`` carries the request's contextual metadata
+    (raw strings, e.g. ``{"DEVICE": "mobile"}``) and ``user_attributes`` a user's raw
+    metadata when the model never saw that user. ``exploration`` is set by campaigns of
+    exploring recipes.
     """
 
     history: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     user: int | None = None
     item: int | None = None
     context: Mapping[str, str] = field(default_factory=dict)
+    history_times: npt.NDArray[np.int64] | None = None
+    user_attributes: Mapping[str, str] = field(default_factory=dict)
+    exploration: Exploration | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +201,14 @@ class Model(ABC):
         """A score for each candidate (higher is better); recipes that rank override it."""
         raise NotImplementedError(f"{type(self).__name__} does not rank item lists")
 
+    def score_items(self, queries: Sequence[Query]) -> FloatArray:
+        """Scores of every item for each query, shape ``(len(queries), n_items)``.
+
+        Higher is better; equal scores are ties. Offline evaluation ranks the whole
+        catalogue with it (random tie-breaking needs the scores, not a top list).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not score the catalogue")
+
     @abstractmethod
     def save(self, path: Path) -> None:
         """Write the model into the (existing, empty) directory ``path``."""
@@ -158,6 +232,9 @@ class Recipe(ABC):
 
     def __init__(self, params: _ParamsBase | None = None) -> None:
         self.params = params if params is not None else self.Params()
+        # Long trainings poll this between epochs (StopSolutionVersionCreation); when it
+        # returns True, fit stops early and returns the model trained so far.
+        self.stop_requested: Callable[[], bool] = lambda: False
 
     @classmethod
     def parse_params(

@@ -11,6 +11,7 @@ recipes (SIMS back-fills its lists with the same order).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +20,7 @@ import numpy.typing as npt
 
 from pertinent.recipes.base import (
     BoolArray,
+    FloatArray,
     IntArray,
     Interactions,
     Model,
@@ -94,6 +96,10 @@ class PopularityModel(Model):
         # The query is ignored on purpose: Personalize returns the same list to every
         # user (spec §8.2); campaign filters reach us through ``allowed``.
         return Ranked(items=first_allowed(self.order, n, allowed), scores=None)
+
+    def score_items(self, queries: Sequence[Query]) -> FloatArray:
+        row = self.counts.astype(np.float32)
+        return np.broadcast_to(row, (len(queries), self.n_items)).copy()
 
     def save(self, path: Path) -> None:
         np.savez(path / "model.npz", order=self.order, counts=self.counts)

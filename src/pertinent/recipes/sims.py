@@ -32,6 +32,7 @@ in any list through the popular back-fill.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -165,6 +166,23 @@ class SimsModel(Model):
             mask[seed] = False
             fill = first_allowed(self.popular, missing, mask)
         return np.concatenate((near, fill)).astype(np.int32, copy=False)
+
+    def score_items(self, queries: Sequence[Query]) -> FloatArray:
+        # Neighbours score above 1 in their order; every other item gets a distinct
+        # value in (0, 1) by popularity, the order the back-fill uses; the seed sinks.
+        base = np.empty(self.n_items, dtype=np.float32)
+        base[self.popular] = 1.0 - (np.arange(self.n_items) + 1.0) / (self.n_items + 1.0)
+        out = np.broadcast_to(base, (len(queries), self.n_items)).copy()
+        for row, query in enumerate(queries):
+            seed = query.item
+            if seed is None and query.history.shape[0] > 0:
+                seed = int(query.history[-1])
+            if seed is None or not 0 <= seed < self.n_items:
+                continue
+            near = self.neighbors_of(seed)
+            out[row, near] = 2.0 + np.arange(near.shape[0], 0, -1, dtype=np.float32)
+            out[row, seed] = -np.inf
+        return out
 
     def save(self, path: Path) -> None:
         np.savez(
