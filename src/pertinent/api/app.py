@@ -31,7 +31,7 @@ from pertinent.errors import (
 )
 from pertinent.resources import OPERATIONS
 from pertinent.resources._common import Context
-from pertinent.resources.runtime import Runtime, get_recommendations
+from pertinent.resources.runtime import Runtime, get_personalized_ranking, get_recommendations
 from pertinent.store.catalog import Catalog
 
 log = logging.getLogger("pertinent.api")
@@ -129,6 +129,11 @@ async def control_plane(request: Request) -> Response:
 RestRoute = tuple[str, str, RuntimeHandler]
 REST_ROUTES: dict[str, RestRoute] = {
     "/recommendations": ("personalize-runtime", "GetRecommendations", get_recommendations),
+    "/personalize-ranking": (
+        "personalize-runtime",
+        "GetPersonalizedRanking",
+        get_personalized_ranking,
+    ),
 }
 
 

@@ -22,6 +22,7 @@ from pertinent.resources._common import (
     start_delete,
     tags_of,
 )
+from pertinent.resources.recipes import EXPLORING_RECIPES
 from pertinent.store.catalog import Catalog
 from pertinent.store.status import (
     ACTIVE,
@@ -33,8 +34,6 @@ from pertinent.store.status import (
 KIND = "campaign"
 MAX_CAMPAIGNS_PER_GROUP = 5  # active campaigns per dataset group (spec §15, adjustable)
 LATEST = "/$LATEST"
-# Recipes whose campaigns explore cold items (spec §4.12).
-EXPLORING_RECIPES = ("aws-user-personalization", "aws-hrnn-coldstart")
 
 
 def resolve_version(conn: Connection, ctx: Context, arn: str) -> tuple[str, str]:

@@ -182,6 +182,13 @@ _DOMAIN = [
 
 RECIPES: dict[str, RecipeInfo] = {r.arn: r for r in _CUSTOM + _DOMAIN}
 
+# Recipes whose campaigns explore cold items through itemExplorationConfig (spec §4.12).
+EXPLORING_RECIPES = frozenset({"aws-user-personalization", "aws-hrnn-coldstart"})
+# Recipes whose campaigns return metadata without enableMetadataWithRecommendations.
+AUTO_METADATA = frozenset(
+    {"aws-user-personalization-v2", "aws-personalized-ranking-v2", "aws-semantic-similarity"}
+)
+
 
 def recipe_by_arn(arn: str) -> RecipeInfo:
     try:

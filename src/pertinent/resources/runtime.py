@@ -14,8 +14,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
+from pertinent.recipes.base import Exploration
 from pertinent.resources._common import Context
+from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog
@@ -73,14 +77,86 @@ class Runtime:
         return state
 
 
-def _num_results(req: dict[str, Any]) -> int:
-    n = req.get("numResults")
-    if n is None:
-        return DEFAULT_RESULTS
+MAX_METADATA_COLUMNS = 10
+
+
+def _limit(req: dict[str, Any], what: str, value: int) -> None:
     limit = MAX_RESULTS_WITH_METADATA if req.get("metadataColumns") else MAX_RESULTS
-    if n > limit:
-        raise InvalidInputException(f"numResults must be at most {limit}, got {n}.")
-    return int(n)
+    if value > limit:
+        extra = " when metadataColumns are requested" if req.get("metadataColumns") else ""
+        raise InvalidInputException(f"{what} must be at most {limit}{extra}, got {value}.")
+
+
+def _metadata_columns(serving: Serving, req: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name as requested, column as stored) for each requested Items column."""
+    wanted = req.get("metadataColumns")
+    if not wanted:
+        return []
+    loaded = serving.loaded
+    enabled = serving.config.get("enableMetadataWithRecommendations")
+    if not enabled and loaded.recipe_name not in AUTO_METADATA:
+        raise InvalidInputException(
+            "metadataColumns needs a campaign with campaignConfig.enableMetadataWithRecommendations"
+            " set to true."
+        )
+    unknown_types = [k for k in wanted if k.upper() != "ITEMS"]
+    if unknown_types:
+        raise InvalidInputException(
+            f"metadataColumns supports the ITEMS dataset only, got {unknown_types[0]!r}."
+        )
+    names = [c for cols in wanted.values() for c in cols]
+    if len(names) > MAX_METADATA_COLUMNS:
+        raise InvalidInputException(
+            f"At most {MAX_METADATA_COLUMNS} metadataColumns can be requested, got {len(names)}."
+        )
+    columns = loaded.metadata_columns()
+    out = []
+    for name in names:
+        stored = columns.get(name.upper())
+        if stored is None:
+            known = ", ".join(sorted(columns.values())) or "none (no Items dataset was trained on)"
+            raise InvalidInputException(
+                f"Unknown metadata column {name!r}; the Items dataset has: {known}."
+            )
+        out.append((name, stored))
+    return out
+
+
+def _exploration(serving: Serving) -> Exploration | None:
+    if serving.loaded.recipe_name not in EXPLORING_RECIPES:
+        return None
+    config = serving.config.get("itemExplorationConfig") or {}
+    return Exploration(
+        weight=float(config.get("explorationWeight", 0.3)),
+        item_age_cutoff_days=float(config.get("explorationItemAgeCutOff", 30.0)),
+    )
+
+
+def _items(
+    loaded: LoadedModel,
+    indices: list[int],
+    scores: list[float] | None,
+    columns: list[tuple[str, str]],
+) -> list[dict[str, Any]]:
+    ids = loaded.item_ids
+    out: list[dict[str, Any]]
+    if scores is None:
+        out = [{"itemId": ids[i]} for i in indices]
+    else:
+        out = [
+            {"itemId": ids[i], "score": round(s, 7)} for i, s in zip(indices, scores, strict=True)
+        ]
+    for name, stored in columns:
+        values = loaded.metadata(stored)
+        for entry, i in zip(out, indices, strict=True):
+            value = values[i]
+            if value is not None:
+                entry.setdefault("metadata", {})[name] = value
+    return out
+
+
+def _recommendation_id() -> str:
+    return f"RID-{os.urandom(16).hex()}"
 
 
 def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> dict[str, Any]:
@@ -96,7 +172,9 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
         )
     if req.get("recommenderArn"):
         raise InvalidInputException("Provide either campaignArn or recommenderArn, not both.")
-    n = _num_results(req)
+    n = req.get("numResults")
+    n = DEFAULT_RESULTS if n is None else int(n)
+    _limit(req, "numResults", n)
     serving = runtime.serving(ctx, campaign_arn)
     loaded = serving.loaded
     user_id = req.get("userId")
@@ -107,7 +185,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
             f"itemId is required: the campaign {campaign_arn} uses {loaded.recipe_name}, "
             "a related-items recipe."
         )
-    if kind in ("USER_PERSONALIZATION",) and not user_id:
+    if kind == "USER_PERSONALIZATION" and not user_id:
         raise InvalidInputException(
             f"userId is required: the campaign {campaign_arn} uses {loaded.recipe_name}."
         )
@@ -115,19 +193,42 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
         raise InvalidInputException(
             f"The campaign {campaign_arn} uses {loaded.recipe_name}: call GetPersonalizedRanking."
         )
-    if req.get("metadataColumns") and not serving.config.get("enableMetadataWithRecommendations"):
-        raise InvalidInputException(
-            "metadataColumns needs a campaign with campaignConfig.enableMetadataWithRecommendations"
-            " set to true."
-        )
-    query = loaded.query(user_id, item_id if kind == "RELATED_ITEMS" else None)
+    columns = _metadata_columns(serving, req)
+    query = loaded.query(
+        user_id,
+        item_id if kind == "RELATED_ITEMS" else None,
+        context=req.get("context"),
+        exploration=_exploration(serving),
+    )
     ranked = loaded.model.recommend(query, n)
-    ids = loaded.item_ids
-    if ranked.scores is None:
-        items = [{"itemId": ids[i]} for i in ranked.items.tolist()]
-    else:
-        items = [
-            {"itemId": ids[i], "score": round(s, 7)}
-            for i, s in zip(ranked.items.tolist(), ranked.scores.tolist(), strict=True)
-        ]
-    return {"itemList": items, "recommendationId": f"RID-{os.urandom(16).hex()}"}
+    scores = None if ranked.scores is None else ranked.scores.tolist()
+    items = _items(loaded, ranked.items.tolist(), scores, columns)
+    return {"itemList": items, "recommendationId": _recommendation_id()}
+
+
+def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> dict[str, Any]:
+    campaign_arn = req["campaignArn"]
+    _limit(req, "inputList", len(req["inputList"]))
+    serving = runtime.serving(ctx, campaign_arn)
+    loaded = serving.loaded
+    if loaded.recipe_type != "PERSONALIZED_RANKING":
+        raise InvalidInputException(
+            f"The campaign {campaign_arn} uses {loaded.recipe_name}, not a personalized-ranking "
+            "recipe: call GetRecommendations."
+        )
+    columns = _metadata_columns(serving, req)
+    # Repeated ids count once; ids the model never saw go last with score 0 (spec §5.2).
+    requested = list(dict.fromkeys(req["inputList"]))
+    known = [loaded.item_index[i] for i in requested if i in loaded.item_index]
+    unknown = [i for i in requested if i not in loaded.item_index]
+    query = loaded.query(req["userId"], context=req.get("context"))
+    ranking: list[dict[str, Any]] = []
+    if known:
+        candidates = np.asarray(known, dtype=np.int32)
+        scores = loaded.model.rank(query, candidates)
+        order = np.argsort(-scores, kind="stable")
+        ranking = _items(
+            loaded, candidates[order].tolist(), scores[order].astype(float).tolist(), columns
+        )
+    ranking += [{"itemId": i, "score": 0.0} for i in unknown]
+    return {"personalizedRanking": ranking, "recommendationId": _recommendation_id()}

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
-from pertinent.recipes.base import Model, Query
+from pertinent.recipes.base import Exploration, Model, Query
 from pertinent.recipes.registry import get_recipe
 from pertinent.store import artifacts
 
 EMPTY = np.empty(0, dtype=np.int32)
+EMPTY_TIMES = np.empty(0, dtype=np.int64)
 
 
 @dataclass
@@ -29,16 +32,53 @@ class LoadedModel:
     user_index: dict[str, int]
     offsets: npt.NDArray[np.int64]
     history_items: npt.NDArray[np.int32]
+    history_times: npt.NDArray[np.int64]
+    items_path: Path | None = None
+    _metadata: dict[str, list[str | None]] = field(default_factory=dict)
+    _columns: dict[str, str] | None = None
 
-    def history(self, user: int | None) -> npt.NDArray[np.int32]:
+    def history(self, user: int | None) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         if user is None:
-            return EMPTY
-        return self.history_items[self.offsets[user] : self.offsets[user + 1]]
+            return EMPTY, EMPTY_TIMES
+        lo, hi = self.offsets[user], self.offsets[user + 1]
+        return self.history_items[lo:hi], self.history_times[lo:hi]
 
-    def query(self, user_id: str | None, item_id: str | None) -> Query:
+    def query(
+        self,
+        user_id: str | None,
+        item_id: str | None = None,
+        *,
+        context: Mapping[str, str] | None = None,
+        exploration: Exploration | None = None,
+    ) -> Query:
         user = self.user_index.get(user_id) if user_id is not None else None
         item = self.item_index.get(item_id) if item_id is not None else None
-        return Query(history=self.history(user), user=user, item=item)
+        items, times = self.history(user)
+        return Query(
+            history=items,
+            history_times=times,
+            user=user,
+            item=item,
+            context=context or {},
+            exploration=exploration,
+        )
+
+    def metadata_columns(self) -> dict[str, str]:
+        """Upper-cased column name -> the column as the Items schema spells it."""
+        if self._columns is None:
+            names = pl.read_parquet_schema(self.items_path) if self.items_path else {}
+            self._columns = {n.upper(): n for n in names if n.upper() != "ITEM_ID"}
+        return self._columns
+
+    def metadata(self, column: str) -> list[str | None]:
+        """One Items column as strings, row i = item i (loaded on first use, then cached)."""
+        found = self._metadata.get(column)
+        if found is None:
+            assert self.items_path is not None
+            series = pl.read_parquet(self.items_path, columns=[column])[column]
+            found = series.cast(pl.String).to_list()
+            self._metadata[column] = found
+        return found
 
 
 def load(directory: Path) -> LoadedModel:
@@ -47,7 +87,8 @@ def load(directory: Path) -> LoadedModel:
     model = recipe.ModelClass.load(directory / "model")
     item_ids = artifacts.read_ids(directory / "item_ids.parquet")
     user_ids = artifacts.read_ids(directory / "user_ids.parquet")
-    offsets, items = artifacts.read_history(directory / "history.npz")
+    offsets, items, times = artifacts.read_history(directory / "history.npz")
+    items_path = directory / "items.parquet"
     return LoadedModel(
         recipe_name=meta["recipe"],
         recipe_type=meta["recipe_type"],
@@ -57,6 +98,8 @@ def load(directory: Path) -> LoadedModel:
         user_index={v: i for i, v in enumerate(user_ids)},
         offsets=offsets,
         history_items=items,
+        history_times=times,
+        items_path=items_path if items_path.exists() else None,
     )
 
 

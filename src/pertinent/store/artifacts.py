@@ -6,7 +6,8 @@ A solution version directory holds::
     model/          whatever the recipe's Model.save wrote
     item_ids.parquet  item index -> ITEM_ID
     user_ids.parquet  user index -> USER_ID
-    history.npz     per-user item history (CSR: offsets, items), oldest first
+    history.npz     per-user item history (CSR: offsets, items, times), oldest first
+    items.parquet   the Items dataset as trained, row i = item i (metadata columns)
 
 so the runtime can answer from a user's trained history without touching the dataset.
 """
@@ -58,13 +59,20 @@ def read_ids(path: Path) -> list[str]:
     return ids
 
 
-def write_history(path: Path, offsets: npt.NDArray[np.int64], items: npt.NDArray[np.int32]) -> None:
-    np.savez(path, offsets=offsets, items=items)
+def write_history(
+    path: Path,
+    offsets: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int32],
+    times: npt.NDArray[np.int64],
+) -> None:
+    np.savez(path, offsets=offsets, items=items, times=times)
 
 
-def read_history(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+def read_history(
+    path: Path,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
     with np.load(path, allow_pickle=False) as data:
-        return data["offsets"], data["items"]
+        return data["offsets"], data["items"], data["times"]
 
 
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:
