@@ -86,7 +86,9 @@ def _write_model(directory: Path, snap: Snapshot, model: Any, recipe: Any, start
     artifacts.write_ids(tmp / "item_ids.parquet", snap.item_ids)
     artifacts.write_ids(tmp / "user_ids.parquet", snap.user_ids)
     inter = snap.data.interactions
-    artifacts.write_history(tmp / "history.npz", inter.user_offsets(), inter.item)
+    artifacts.write_history(tmp / "history.npz", inter.user_offsets(), inter.item, inter.timestamp)
+    if snap.items is not None:
+        snap.items.write_parquet(tmp / "items.parquet")
     artifacts.write_meta(
         tmp,
         {
