@@ -2,9 +2,10 @@
 
 ``build_snapshot`` reads the parts of the Interactions, Items and Users datasets, applies
 Personalize's rules (exact duplicate interactions count once, the latest Items / Users
-row for an id wins, ``eventType`` / ``eventValueThreshold`` selection, spec §7.6), and
-maps string ids to dense indices in sorted id order, so the same data always gives the
-same indices.
+row for an id wins, ``eventType`` / ``eventValueThreshold`` / ``eventsConfig`` selection,
+spec §7.6), and maps string ids to dense indices in sorted id order, so the same data
+always gives the same indices. Given the schemas it also turns metadata into features
+(``pertinent.data.features``): item and user features, interaction context, impressions.
 
 Everything is vectorised. String group-bys over tens of millions of rows are the slow
 part on a small machine, so ids and duplicate rows are found by sorting 64-bit hashes
@@ -14,7 +15,7 @@ slower path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,26 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from pertinent.recipes.base import Interactions, TrainingData
+from pertinent.data.features import (
+    NOT_FEATURES,
+    ColumnSelection,
+    TrainingConfigError,
+    feature_kind,
+    feature_table,
+    impression_lists,
+)
+from pertinent.data.schema import DatasetSchema, canonical_dataset_type, normalize_name
+from pertinent.recipes.base import FeatureTable, FloatArray, Interactions, TrainingData
+
+__all__ = [
+    "InsufficientData",
+    "Snapshot",
+    "TrainingConfigError",
+    "build_snapshot",
+    "check_minimum_data",
+    "dense_ids",
+    "drop_exact_duplicates",
+]
 
 _HASH_SEED = 0x5EED
 
@@ -68,8 +88,32 @@ def build_snapshot(
     event_type: str | None = None,
     event_value_threshold: float | None = None,
     seed: int = 0,
+    schemas: Mapping[str, DatasetSchema] | None = None,
+    events_config: Sequence[Mapping[str, Any]] | None = None,
+    training_data_config: Mapping[str, Any] | None = None,
 ) -> Snapshot:
-    """Build the training snapshot from parts listed in import order."""
+    """Build the training snapshot from parts listed in import order.
+
+    Args:
+        interaction_parts, item_parts, user_parts: Parquet parts, oldest first.
+        event_type, event_value_threshold: the solution's ``eventType`` and
+            ``solutionConfig.eventValueThreshold`` (spec §7.6).
+        seed: copied into ``TrainingData.seed``.
+        schemas: dataset type (any case) -> its schema. Without a dataset's schema its
+            metadata is not used: the schema says which strings are categorical or textual.
+        events_config: ``solutionConfig.eventsConfig.eventParametersList``. Sets
+            ``Interactions.weight`` (None without it) and drops rows below a listed
+            type's ``eventValueThreshold``.
+        training_data_config: ``solutionConfig.trainingDataConfig``, the columns to
+            include in or exclude from training.
+
+    Raises:
+        InsufficientData: a selection needs a column the Interactions data lacks.
+        TrainingConfigError: ``events_config`` or ``training_data_config`` is malformed.
+    """
+    schema_of = _schemas_by_type(schemas)
+    selection = ColumnSelection.parse(training_data_config)
+    event_params = _parse_events_config(events_config)
     inter = _read_parts(interaction_parts)
     if inter is None:
         inter = pl.DataFrame(
@@ -77,6 +121,7 @@ def build_snapshot(
         )
     inter = drop_exact_duplicates(inter)
     inter = _select_events(inter, event_type, event_value_threshold)
+    inter, weight = _apply_events_config(inter, event_params)
 
     items = _latest(item_parts, "ITEM_ID")
     users = _latest(user_parts, "USER_ID")
@@ -96,6 +141,13 @@ def build_snapshot(
         columns["event_value"] = (
             inter["EVENT_VALUE"].cast(pl.Float32).fill_null(float("nan")).to_numpy()
         )
+    if weight is not None:
+        columns["weight"] = weight
+    # Per-row metadata stays where it is; the sort reports where each row went ("row"),
+    # and the encoders reorder their integer codes, cheaper than moving strings.
+    row_meta = inter.select(_row_metadata(inter, schema_of.get("INTERACTIONS"), selection))
+    if row_meta.width:
+        columns["row"] = np.arange(inter.height, dtype=np.int32)
     # Rows grouped by user, oldest first, ties kept in import order (a stable sort).
     key = _sort_key(user_of_row, timestamps)
     if key is not None:
@@ -103,6 +155,7 @@ def build_snapshot(
     else:
         frame = pl.DataFrame(columns).sort(["user", "timestamp"], maintain_order=True)
     arrays = {name: frame[name].to_numpy() for name in columns}
+    order = arrays.get("row")
 
     interactions = Interactions(
         user=arrays["user"],
@@ -113,16 +166,26 @@ def build_snapshot(
         event_type=arrays.get("event_type"),
         event_types=event_types,
         event_value=arrays.get("event_value"),
+        impressions=_impressions(row_meta, item_ids, item_of_row, order),
+        context=_context(row_meta, schema_of.get("INTERACTIONS"), selection, order),
+        weight=None if weight is None else _normalised(arrays["weight"]),
     )
     items_aligned = _align(items, "ITEM_ID", item_ids)
+    users_aligned = _align(users, "USER_ID", user_ids)
     creation = _item_creation_time(item_of_row, timestamps, len(item_ids), items_aligned)
-    data = TrainingData(interactions=interactions, seed=seed, item_creation_time=creation)
+    data = TrainingData(
+        interactions=interactions,
+        seed=seed,
+        item_creation_time=creation,
+        item_features=feature_table(items_aligned, schema_of.get("ITEMS"), "ITEMS", selection),
+        user_features=feature_table(users_aligned, schema_of.get("USERS"), "USERS", selection),
+    )
     return Snapshot(
         data=data,
         user_ids=user_ids.to_list(),
         item_ids=item_ids.to_list(),
         items=items_aligned,
-        users=_align(users, "USER_ID", user_ids),
+        users=users_aligned,
     )
 
 
@@ -153,6 +216,157 @@ def check_minimum_data(
             f"Create failed. Only {repeat} of {active} users have at least 2 interactions; "
             "at least 1% of users need 2 or more."
         )
+
+
+# --- configuration ----------------------------------------------------------------------
+
+
+def _schemas_by_type(schemas: Mapping[str, DatasetSchema] | None) -> dict[str, DatasetSchema]:
+    out: dict[str, DatasetSchema] = {}
+    for name, schema in (schemas or {}).items():
+        out[canonical_dataset_type(name)] = schema
+    return out
+
+
+@dataclass(frozen=True)
+class _EventParameters:
+    weight: float
+    threshold: float | None
+
+
+def _parse_events_config(
+    entries: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, _EventParameters] | None:
+    """``eventParametersList`` by lower-cased event type (a later entry for a type wins)."""
+    if entries is None:
+        return None
+    where = "solutionConfig.eventsConfig.eventParametersList"
+    out: dict[str, _EventParameters] = {}
+    for n, entry in enumerate(entries):
+        name = entry.get("eventType") if isinstance(entry, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise TrainingConfigError(f"{where}[{n}] needs an eventType (a non-empty string).")
+        weight = _number(entry.get("weight"), f"{where}[{n}].weight", default=1.0)
+        if weight is None or weight < 0:
+            raise TrainingConfigError(f"{where}[{n}].weight must be 0 or more, got {weight}.")
+        threshold = _number(entry.get("eventValueThreshold"), f"{where}[{n}].eventValueThreshold")
+        out[name.lower()] = _EventParameters(weight, threshold)
+    return out
+
+
+def _number(value: Any, where: str, default: float | None = None) -> float | None:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TrainingConfigError(f"{where} must be a number, got {value!r}.") from None
+    if not np.isfinite(number):
+        raise TrainingConfigError(f"{where} must be a finite number, got {value!r}.")
+    return number
+
+
+def _apply_events_config(
+    df: pl.DataFrame, params: dict[str, _EventParameters] | None
+) -> tuple[pl.DataFrame, FloatArray | None]:
+    """Rows kept by ``eventsConfig`` thresholds and their (raw) weights.
+
+    A listed type's rows weigh its ``weight`` and are dropped when their EVENT_VALUE is
+    below its ``eventValueThreshold`` (or missing, as with ``eventValueThreshold``).
+    Rows of a type not listed, or with no type, are kept with weight 1.0: the list says
+    how to treat the types it names, and dropping the others silently would shrink the
+    data below the minimum more often than help. (Use ``eventType`` to train on one type.)
+    """
+    if params is None:
+        return df, None
+    if not params:
+        return df, np.ones(df.height, dtype=np.float32)
+    thresholds = {name: p.threshold for name, p in params.items() if p.threshold is not None}
+    if "EVENT_TYPE" not in df.columns:
+        raise InsufficientData(
+            f"Create failed. eventsConfig lists the event type {next(iter(params))!r} but the "
+            "Interactions dataset has no EVENT_TYPE field."
+        )
+    if thresholds and "EVENT_VALUE" not in df.columns:
+        raise InsufficientData(
+            f"Create failed. eventsConfig sets an eventValueThreshold for "
+            f"{next(iter(thresholds))!r} but the Interactions dataset has no EVENT_VALUE field."
+        )
+    column = df["EVENT_TYPE"]
+    spellings: list[str] = column.drop_nulls().unique(maintain_order=True).to_list()
+    # Small tables indexed by the spelling's code; the last entry is for rows with no type.
+    entries = [params.get(s.lower()) for s in spellings] + [None]
+    weight_of = np.array([1.0 if e is None else e.weight for e in entries], dtype=np.float32)
+    threshold_of = np.array(
+        [np.nan if e is None or e.threshold is None else e.threshold for e in entries],
+        dtype=np.float32,
+    )
+    code = (
+        column.cast(pl.Enum(spellings)).to_physical().cast(pl.Int32).fill_null(len(spellings))
+    ).to_numpy()
+    weight = weight_of[code]
+    if not thresholds:
+        return df, weight
+    # Compared in float32, as EVENT_VALUE is stored and as _select_events compares.
+    value = df["EVENT_VALUE"].cast(pl.Float32).fill_null(float("nan")).to_numpy()
+    threshold = threshold_of[code]
+    keep = np.isnan(threshold) | (value >= threshold)
+    if keep.all():
+        return df, weight
+    return df.filter(pl.Series(keep)), weight[keep]
+
+
+def _normalised(weight: FloatArray) -> FloatArray:
+    """Weights scaled to mean 1: only their ratios matter (spec §4.8)."""
+    mean = float(weight.mean(dtype=np.float64)) if len(weight) else 0.0
+    if mean <= 0:
+        return weight.astype(np.float32)  # all zero (or no rows): nothing to scale by
+    return (weight / mean).astype(np.float32)
+
+
+# --- per-row metadata -------------------------------------------------------------------
+
+
+def _row_metadata(
+    df: pl.DataFrame, schema: DatasetSchema | None, selection: ColumnSelection
+) -> list[str]:
+    """The Interactions columns to carry: IMPRESSION and the trainable context columns."""
+    reserved = NOT_FEATURES["INTERACTIONS"]
+    trainable = set()
+    if schema is not None:
+        trainable = {
+            normalize_name(f.name)
+            for f in schema.fields
+            if normalize_name(f.name) not in reserved and feature_kind(f) is not None
+        }
+    trainable.add("IMPRESSION")
+    return [
+        c
+        for c in df.columns
+        if normalize_name(c) in trainable and selection.allows("INTERACTIONS", c)
+    ]
+
+
+def _impressions(
+    meta: pl.DataFrame,
+    item_ids: pl.Series,
+    item: npt.NDArray[np.int32],
+    order: npt.NDArray[np.int32] | None,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]] | None:
+    for name in meta.columns:
+        if normalize_name(name) == "IMPRESSION":
+            return impression_lists(meta[name], item_ids, item, order)
+    return None
+
+
+def _context(
+    meta: pl.DataFrame,
+    schema: DatasetSchema | None,
+    selection: ColumnSelection,
+    order: npt.NDArray[np.int32] | None,
+) -> FeatureTable | None:
+    context = meta.select(c for c in meta.columns if normalize_name(c) != "IMPRESSION")
+    return feature_table(context, schema, "INTERACTIONS", selection, order)
 
 
 # --- reading parts ----------------------------------------------------------------------

@@ -9,7 +9,14 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from pertinent.data.snapshot import InsufficientData, Snapshot, build_snapshot, check_minimum_data
+from pertinent.data.schema import DatasetSchema, SchemaError, parse_schema
+from pertinent.data.snapshot import (
+    InsufficientData,
+    Snapshot,
+    TrainingConfigError,
+    build_snapshot,
+    check_minimum_data,
+)
 from pertinent.evaluation.metrics import evaluate
 from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
 from pertinent.recipes.registry import get_recipe
@@ -26,6 +33,8 @@ from pertinent.store.status import (
 
 # Personalize exposes no seed; a fixed one makes "same data, same model" hold (contract).
 SEED = 42
+# The dataset types a training snapshot reads.
+_DATASET_TYPES = ("INTERACTIONS", "ITEMS", "USERS")
 
 
 class Stopped(Exception):
@@ -33,10 +42,35 @@ class Stopped(Exception):
 
 
 def _parts(conn: Connection, group_arn: str, dataset_type: str) -> list[Path]:
+    dataset = _dataset(conn, group_arn, dataset_type)
+    return [] if dataset is None else [Path(p) for p, _ in Catalog.parts(conn, dataset.arn)]
+
+
+def _dataset(conn: Connection, group_arn: str, dataset_type: str) -> Resource | None:
     for ds in Catalog.children(conn, kind="dataset", group_arn=group_arn):
         if ds.doc["datasetType"] == dataset_type and ds.status == ACTIVE:
-            return [Path(p) for p, _ in Catalog.parts(conn, ds.arn)]
-    return []
+            return ds
+    return None
+
+
+def _schemas(conn: Connection, group_arn: str) -> dict[str, DatasetSchema]:
+    """The current schema of each ACTIVE dataset of the group, by dataset type.
+
+    The schema says which string columns are categorical or textual, so it decides what
+    metadata becomes features. A schema that is gone or no longer parses leaves that
+    dataset without features rather than failing the training.
+    """
+    out: dict[str, DatasetSchema] = {}
+    for dataset_type in _DATASET_TYPES:
+        dataset = _dataset(conn, group_arn, dataset_type)
+        schema = None if dataset is None else Catalog.get(conn, dataset.doc["schemaArn"])
+        if schema is None:
+            continue
+        try:
+            out[dataset_type] = parse_schema(schema.doc["schema"])
+        except SchemaError:
+            continue
+    return out
 
 
 def _checkpoint(jc: JobContext, arn: str) -> None:
@@ -55,6 +89,7 @@ def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
         interactions = _parts(conn, group_arn, "INTERACTIONS")
         items = _parts(conn, group_arn, "ITEMS")
         users = _parts(conn, group_arn, "USERS")
+        schemas = _schemas(conn, group_arn)
     if not interactions:
         raise JobFailed(
             "Create failed. The dataset group has no interactions data: create an Interactions "
@@ -63,6 +98,7 @@ def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
     config: dict[str, Any] = version.doc.get("solutionConfig") or {}
     threshold = config.get("eventValueThreshold")
     event_type = version.doc.get("eventType")
+    events = (config.get("eventsConfig") or {}).get("eventParametersList")
     try:
         snap = build_snapshot(
             interactions,
@@ -71,10 +107,15 @@ def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
             event_type=event_type,
             event_value_threshold=float(threshold) if threshold is not None else None,
             seed=SEED,
+            schemas=schemas,
+            events_config=events,
+            training_data_config=config.get("trainingDataConfig"),
         )
         check_minimum_data(snap.data, event_type=event_type)
     except InsufficientData as exc:
         raise JobFailed(str(exc)) from None
+    except TrainingConfigError as exc:
+        raise JobFailed(f"Create failed. {exc}") from None
     return snap
 
 
