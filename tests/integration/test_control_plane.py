@@ -331,3 +331,40 @@ def test_rejected_requests_change_nothing(pz: Any, unique: Callable[[str], str])
         {"tagKey": "v", "tagValue": "1"}
     ]
     assert pz.list_datasets(datasetGroupArn=group)["datasets"] == []
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        (
+            {"eventsConfig": {"eventParametersList": [{"eventType": "click", "weight": 0.5}]}},
+            "does not weigh events",
+        ),
+        (
+            {"trainingDataConfig": {"excludedDatasetColumns": {"Actions": ["PRICE"]}}},
+            "Interactions, Items or Users",
+        ),
+        (
+            {
+                "trainingDataConfig": {
+                    "includedDatasetColumns": {"Items": ["PRICE"]},
+                    "excludedDatasetColumns": {"ITEMS": ["price"]},
+                }
+            },
+            "both included and excluded",
+        ),
+    ],
+)
+def test_solution_config_checks(
+    pz: Any, unique: Callable[[str], str], config: dict[str, Any], fragment: str
+) -> None:
+    group = active_group(pz, unique("dg"))
+    code, message = error_of(
+        lambda: pz.create_solution(
+            name=unique("s"),
+            datasetGroupArn=group,
+            recipeArn="arn:aws:personalize:::recipe/aws-sims",
+            solutionConfig=config,
+        )
+    )
+    assert code == "InvalidInputException" and fragment in message, message

@@ -12,6 +12,7 @@ from pertinent.errors import (
     LimitExceededException,
     ResourceInUseException,
 )
+from pertinent.recipes.base import Recipe
 from pertinent.recipes.registry import get_recipe
 from pertinent.resources._common import (
     Context,
@@ -67,6 +68,53 @@ def _check_config(recipe_name: str, req: dict[str, Any]) -> None:
         raise InvalidInputException(
             "solutionConfig.autoMLConfig is only used with performAutoML=true."
         )
+    _check_events_config(recipe, config.get("eventsConfig"))
+    _check_training_data_config(config.get("trainingDataConfig"))
+
+
+TRAINING_DATASETS = ("INTERACTIONS", "ITEMS", "USERS")
+
+
+def _check_events_config(recipe: type[Recipe], events: dict[str, Any] | None) -> None:
+    if not events:
+        return
+    if recipe.recipe_type not in ("USER_PERSONALIZATION", "PERSONALIZED_RANKING"):
+        raise InvalidInputException(
+            f"solutionConfig.eventsConfig is for user-personalization and personalized-ranking "
+            f"recipes; {recipe.name} does not weigh events."
+        )
+    seen: set[str] = set()
+    for entry in events.get("eventParametersList") or []:
+        event_type = entry.get("eventType")
+        if not event_type:
+            raise InvalidInputException(
+                "Every eventsConfig.eventParametersList entry needs an eventType."
+            )
+        if event_type.lower() in seen:
+            raise InvalidInputException(
+                f"eventsConfig lists the event type {event_type!r} twice; give it one entry."
+            )
+        seen.add(event_type.lower())
+
+
+def _check_training_data_config(config: dict[str, Any] | None) -> None:
+    if not config:
+        return
+    chosen: dict[str, set[str]] = {}
+    for part in ("includedDatasetColumns", "excludedDatasetColumns"):
+        for dataset_type, columns in (config.get(part) or {}).items():
+            if dataset_type.upper() not in TRAINING_DATASETS:
+                raise InvalidInputException(
+                    f"trainingDataConfig.{part} names the dataset type {dataset_type!r}; use "
+                    "Interactions, Items or Users."
+                )
+            both = chosen.setdefault(dataset_type.upper(), set()) & {c.upper() for c in columns}
+            if both:
+                raise InvalidInputException(
+                    f"The column {sorted(both)[0]} of {dataset_type} is both included and "
+                    "excluded in trainingDataConfig."
+                )
+            chosen[dataset_type.upper()] |= {c.upper() for c in columns}
 
 
 @operation("CreateSolution")
