@@ -8,9 +8,11 @@ handler runs, and every error goes out in the form botocore parses.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,8 +33,10 @@ from pertinent.errors import (
 )
 from pertinent.resources import OPERATIONS
 from pertinent.resources._common import Context
+from pertinent.resources.events import EventsService, put_events, put_items, put_users
 from pertinent.resources.runtime import Runtime, get_personalized_ranking, get_recommendations
 from pertinent.store.catalog import Catalog
+from pertinent.store.eventlog import GroupCommitWriter
 
 log = logging.getLogger("pertinent.api")
 
@@ -45,7 +49,6 @@ def new_request_id() -> str:
 
 TARGET_PREFIX = "AmazonPersonalize."
 JSON_11 = "application/x-amz-json-1.1"
-RuntimeHandler = Callable[[Context, Runtime, dict[str, Any]], dict[str, Any]]
 
 
 class Services:
@@ -55,6 +58,7 @@ class Services:
         self.settings = settings
         self.catalog = catalog or Catalog(settings.catalog_url)
         self.runtime = Runtime()
+        self.events = EventsService(GroupCommitWriter(self.catalog))
 
     def context_for(self, authorization: str) -> Context:
         account, region = identify(authorization, self.settings)
@@ -126,14 +130,30 @@ async def control_plane(request: Request) -> Response:
 
 
 # REST-JSON routes of the runtime and events services: path -> (model, operation, handler).
-RestRoute = tuple[str, str, RuntimeHandler]
+@dataclass(frozen=True)
+class RestRoute:
+    """A REST-JSON operation: its model, its handler and what the handler is handed."""
+
+    service: str
+    operation: str
+    handler: Callable[..., Any]
+    uses: str  # "runtime" or "events": the Services attribute passed to the handler
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+
+RUNTIME = "personalize-runtime"
+EVENTS = "personalize-events"
 REST_ROUTES: dict[str, RestRoute] = {
-    "/recommendations": ("personalize-runtime", "GetRecommendations", get_recommendations),
-    "/personalize-ranking": (
-        "personalize-runtime",
-        "GetPersonalizedRanking",
-        get_personalized_ranking,
+    "/recommendations": RestRoute(RUNTIME, "GetRecommendations", get_recommendations, "runtime"),
+    "/personalize-ranking": RestRoute(
+        RUNTIME, "GetPersonalizedRanking", get_personalized_ranking, "runtime"
     ),
+    "/events": RestRoute(EVENTS, "PutEvents", put_events, "events"),
+    "/items": RestRoute(EVENTS, "PutItems", put_items, "events"),
+    "/users": RestRoute(EVENTS, "PutUsers", put_users, "events"),
 }
 
 
@@ -180,7 +200,6 @@ class App:
         await self.fallback(scope, receive, send)
 
     async def rest(self, route: RestRoute, scope: Any, receive: Any, send: Any) -> None:
-        service, op_name, handler = route
         request_id = new_request_id()
         authorization = ""
         for key, value in scope["headers"]:
@@ -189,18 +208,23 @@ class App:
                 break
         extra = [(b"x-amzn-requestid", request_id.encode())]
         try:
-            op = operation(service, op_name)
+            op = operation(route.service, route.operation)
             params = validate(op, _parse_body(await _read_body(receive)))
             ctx = self.services.context_for(authorization)
+            dependency = getattr(self.services, route.uses)
             # Handlers build the exact wire shape, so no projection on the hot path.
-            body = orjson.dumps(handler(ctx, self.services.runtime, params))
+            if route.is_async:
+                result = await route.handler(ctx, dependency, params)
+            else:
+                result = route.handler(ctx, dependency, params)
+            body = orjson.dumps(result)
             status = 200
         except PertinentError as exc:
             body = orjson.dumps({"__type": exc.code, "message": exc.message})
-            status = exc.status_for(service)
+            status = exc.status_for(route.service)
             extra.append((b"x-amzn-errortype", exc.code.encode()))
         except Exception:
-            log.exception("%s request failed", op_name)
+            log.exception("%s request failed", route.operation)
             body = b'{"__type":"InternalFailure","message":"Internal server error."}'
             status = 500
             extra.append((b"x-amzn-errortype", b"InternalFailure"))

@@ -8,6 +8,7 @@ from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
 from pertinent.serving.models import load
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog, Job
+from pertinent.store.eventlog import drop_streamed
 from pertinent.store.status import (
     ACTIVE,
     CREATE_FAILED,
@@ -117,6 +118,7 @@ def delete(jc: JobContext, job: Job) -> None:
     with jc.catalog.write() as conn:
         if res.kind == "dataset":
             doomed += Catalog.drop_parts(conn, arn)
+            drop_streamed(conn, res.doc["datasetGroupArn"], arn, res.doc["datasetType"])
             for imp in Catalog.children(conn, kind="dataset-import-job", parent_arn=arn):
                 Catalog.delete(conn, imp.arn)
             doomed.append(str(artifacts.dataset_dir(jc.settings, arn)))

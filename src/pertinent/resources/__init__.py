@@ -4,6 +4,7 @@ from pertinent.resources import (  # noqa: F401  (importing registers the operat
     campaigns,
     dataset_groups,
     datasets,
+    event_trackers,
     recipes,
     schemas,
     solutions,

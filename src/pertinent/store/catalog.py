@@ -21,65 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-metadata = sa.MetaData()
-
-resources = sa.Table(
-    "resources",
-    metadata,
-    sa.Column("arn", sa.String(256), primary_key=True),
-    sa.Column("account_id", sa.String(32), nullable=False),
-    sa.Column("region", sa.String(32), nullable=False),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("name", sa.String(256), nullable=False),
-    sa.Column("parent_arn", sa.String(256), nullable=True),
-    sa.Column("group_arn", sa.String(256), nullable=True),
-    sa.Column("status", sa.String(40), nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("doc", sa.JSON, nullable=False),
-    sa.Index("ix_resources_list", "account_id", "region", "kind", "created_at"),
-    sa.Index("ix_resources_parent", "parent_arn", "kind"),
-    sa.Index("ix_resources_group", "group_arn", "kind"),
-)
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("resource_arn", sa.String(256), nullable=False),
-    sa.Column("payload", sa.JSON, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),  # queued | running | done | failed
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("worker", sa.String(128), nullable=True),
-    sa.Column("heartbeat_at", sa.Float, nullable=True),
-    sa.Column("not_before", sa.Float, nullable=False, default=0.0),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("finished_at", sa.Float, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Index("ix_jobs_state", "state", "not_before", "id"),
-    sa.Index("ix_jobs_resource", "resource_arn"),
-)
-
-# The committed Parquet parts of each dataset, in the order they were imported.
-dataset_parts = sa.Table(
-    "dataset_parts",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("dataset_arn", sa.String(256), nullable=False),
-    sa.Column("path", sa.String(1024), nullable=False),
-    sa.Column("rows", sa.BigInteger, nullable=False),
-    sa.Column("import_job_arn", sa.String(256), nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Index("ix_parts_dataset", "dataset_arn", "id"),
-)
-
-schema_info = sa.Table(
-    "schema_info",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.String(256), nullable=False),
-)
+from pertinent.store.tables import dataset_parts, jobs, metadata, resources, schema_info
 
 # Each entry upgrades the catalog by one version; index i moves version i to i + 1.
 # Version 1 is what ``metadata.create_all`` builds. Append, never edit.
