@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import polars as pl
 from sqlalchemy.engine import Connection
 
 from pertinent.data.schema import DatasetSchema, SchemaError, parse_schema
@@ -17,11 +20,13 @@ from pertinent.data.snapshot import (
     build_snapshot,
     check_minimum_data,
 )
+from pertinent.data.streamed import events_frame, records_frame
 from pertinent.evaluation.metrics import evaluate
 from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
 from pertinent.recipes.registry import get_recipe
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog, Job, Resource
+from pertinent.store.eventlog import group_events, last_event_id, record_frame
 from pertinent.store.status import (
     ACTIVE,
     CREATE_IN_PROGRESS,
@@ -41,9 +46,52 @@ class Stopped(Exception):
     """StopSolutionVersionCreation was called while the job ran."""
 
 
-def _parts(conn: Connection, group_arn: str, dataset_type: str) -> list[Path]:
-    dataset = _dataset(conn, group_arn, dataset_type)
-    return [] if dataset is None else [Path(p) for p, _ in Catalog.parts(conn, dataset.arn)]
+@dataclass
+class Sources:
+    """Every part a snapshot reads, bulk and streamed, oldest first per dataset type."""
+
+    parts: dict[str, list[Path]]
+    event_cutoff: int
+
+
+def _sources(
+    conn: Connection, group_arn: str, schemas: dict[str, DatasetSchema], scratch: Path
+) -> Sources:
+    """Bulk parts plus the streamed records, written as Parquet parts into ``scratch``.
+
+    Streamed items and users go in import-time order among the bulk parts, so the later
+    of a PutItems and a bulk import of the same item wins (snapshots keep the last row).
+    """
+    parts: dict[str, list[Path]] = {}
+    cutoff = last_event_id(conn, group_arn)
+    for dataset_type in _DATASET_TYPES:
+        dataset = _dataset(conn, group_arn, dataset_type)
+        if dataset is None:
+            continue
+        timed = Catalog.timed_parts(conn, dataset.arn)
+        paths = [Path(p) for p, _ in timed]
+        schema = schemas.get(dataset_type)
+        if schema is not None and dataset_type == "INTERACTIONS" and cutoff:
+            frame = events_frame(group_events(conn, group_arn, up_to_id=cutoff), schema)
+            paths.append(_scratch_part(scratch, "events", frame))
+        elif schema is not None and dataset_type in ("ITEMS", "USERS"):
+            log = record_frame(conn, dataset.arn)
+            id_column = "ITEM_ID" if dataset_type == "ITEMS" else "USER_ID"
+            times = [t for _, t in timed]
+            # Records written between bulk imports sit between their parts.
+            slot = pl.Series(np.searchsorted(times, log["updated_at"].to_numpy(), side="right"))
+            for position in sorted(set(slot.to_list()), reverse=True):
+                chunk = records_frame(log.filter(slot == position), schema, id_column)
+                paths.insert(position, _scratch_part(scratch, f"{dataset_type}-{position}", chunk))
+        parts[dataset_type] = paths
+    return Sources(parts, cutoff)
+
+
+def _scratch_part(scratch: Path, name: str, frame: pl.DataFrame) -> Path:
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = scratch / f"{name}.parquet"
+    frame.write_parquet(path)
+    return path
 
 
 def _dataset(conn: Connection, group_arn: str, dataset_type: str) -> Resource | None:
@@ -76,24 +124,25 @@ def _schemas(conn: Connection, group_arn: str) -> dict[str, DatasetSchema]:
 def _checkpoint(jc: JobContext, arn: str) -> None:
     with jc.catalog.write() as conn:
         res = Catalog.get(conn, arn)
-        if res is None:
-            raise Stopped()
-        if res.status == CREATE_STOPPING:
+        gone = res is None
+        stopping = res is not None and res.status == CREATE_STOPPING
+        if stopping:
             Catalog.update(conn, arn, status=CREATE_STOPPED)
-            raise Stopped()
+    # Raised after the transaction commits: raising inside it would roll the stop back.
+    if gone or stopping:
+        raise Stopped()
 
 
-def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
+def _snapshot(jc: JobContext, version: Resource, scratch: Path) -> tuple[Snapshot, int]:
     group_arn = version.doc["datasetGroupArn"]
     with jc.catalog.read() as conn:
-        interactions = _parts(conn, group_arn, "INTERACTIONS")
-        items = _parts(conn, group_arn, "ITEMS")
-        users = _parts(conn, group_arn, "USERS")
         schemas = _schemas(conn, group_arn)
+        sources = _sources(conn, group_arn, schemas, scratch)
+    interactions = sources.parts.get("INTERACTIONS", [])
     if not interactions:
         raise JobFailed(
             "Create failed. The dataset group has no interactions data: create an Interactions "
-            "dataset and import data into it before training."
+            "dataset and import data into it (or stream events) before training."
         )
     config: dict[str, Any] = version.doc.get("solutionConfig") or {}
     threshold = config.get("eventValueThreshold")
@@ -102,8 +151,8 @@ def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
     try:
         snap = build_snapshot(
             interactions,
-            items,
-            users,
+            sources.parts.get("ITEMS", []),
+            sources.parts.get("USERS", []),
             event_type=event_type,
             event_value_threshold=float(threshold) if threshold is not None else None,
             seed=SEED,
@@ -116,10 +165,12 @@ def _snapshot(jc: JobContext, version: Resource) -> Snapshot:
         raise JobFailed(str(exc)) from None
     except TrainingConfigError as exc:
         raise JobFailed(f"Create failed. {exc}") from None
-    return snap
+    return snap, sources.event_cutoff
 
 
-def _write_model(directory: Path, snap: Snapshot, model: Any, recipe: Any, started: float) -> None:
+def _write_model(
+    directory: Path, snap: Snapshot, model: Any, recipe: Any, started: float, event_cutoff: int
+) -> None:
     tmp = directory.with_name(directory.name + ".tmp")
     artifacts.remove_path(tmp)
     (tmp / "model").mkdir(parents=True)
@@ -140,6 +191,8 @@ def _write_model(directory: Path, snap: Snapshot, model: Any, recipe: Any, start
             "interactions": len(inter),
             "trained_at": time.time(),
             "training_seconds": time.time() - started,
+            # Events up to this log id are in the model; serving adds the ones after it.
+            "event_cutoff": event_cutoff,
         },
     )
     artifacts.remove_path(directory)
@@ -167,8 +220,10 @@ def train(jc: JobContext, job: Job) -> None:
         if current.status == CREATE_PENDING:
             Catalog.update(conn, arn, status=CREATE_IN_PROGRESS)
     started = time.time()
+    directory = artifacts.version_dir(jc.settings, arn)
+    scratch = directory.with_name(directory.name + ".scratch")
     try:
-        snap = _snapshot(jc, version)
+        snap, event_cutoff = _snapshot(jc, version, scratch)
         recipe_cls = get_recipe(version.doc["recipeArn"].rsplit("/", 1)[-1])
         config: dict[str, Any] = version.doc.get("solutionConfig") or {}
         params = recipe_cls.parse_params(
@@ -179,11 +234,12 @@ def train(jc: JobContext, job: Job) -> None:
         _checkpoint(jc, arn)
         model = recipe_cls(params).fit(snap.data)
         _checkpoint(jc, arn)
-        directory = artifacts.version_dir(jc.settings, arn)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        _write_model(directory, snap, model, recipe_cls, started)
+        _write_model(directory, snap, model, recipe_cls, started, event_cutoff)
     except Stopped:
         return
+    finally:
+        artifacts.remove_path(scratch)
     with jc.catalog.write() as conn:
         current = Catalog.get(conn, arn)
         if current is None:

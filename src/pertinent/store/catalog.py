@@ -294,6 +294,16 @@ class Catalog:
         return [(r[0], int(r[1])) for r in rows]
 
     @staticmethod
+    def timed_parts(conn: Connection, dataset_arn: str) -> list[tuple[str, float]]:
+        """(path, commit time) of each part, in import order."""
+        rows = conn.execute(
+            sa.select(dataset_parts.c.path, dataset_parts.c.created_at)
+            .where(dataset_parts.c.dataset_arn == dataset_arn)
+            .order_by(dataset_parts.c.id)
+        )
+        return [(r[0], float(r[1])) for r in rows]
+
+    @staticmethod
     def commit_part(
         conn: Connection,
         dataset_arn: str,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -165,12 +166,38 @@ def user_events(
     return list(conn.execute(q))
 
 
-def group_events(conn: Connection, group_arn: str, *, up_to_id: int | None = None) -> Any:
-    """Every event of a group (for training snapshots), as a SQLAlchemy result."""
-    q = sa.select(events).where(events.c.group_arn == group_arn)
-    if up_to_id is not None:
-        q = q.where(events.c.id <= up_to_id)
-    return conn.execute(q.order_by(events.c.id))
+def group_events(conn: Connection, group_arn: str, *, up_to_id: int) -> pl.DataFrame:
+    """Every event of a group up to ``up_to_id``, as a frame (for training snapshots)."""
+    q = (
+        sa.select(events)
+        .where(events.c.group_arn == group_arn, events.c.id <= up_to_id)
+        .order_by(events.c.id)
+    )
+    rows = conn.execute(q).all()
+    return pl.DataFrame(
+        [tuple(r) for r in rows],
+        schema={c.name: _POLARS_TYPES[type(c.type).__name__] for c in events.columns},
+        orient="row",
+    )
+
+
+def record_frame(conn: Connection, dataset_arn: str) -> pl.DataFrame:
+    """A dataset's PutItems/PutUsers records, oldest write first."""
+    rows = records(conn, dataset_arn)
+    return pl.DataFrame(
+        [tuple(r) for r in rows],
+        schema={"record_id": pl.String, "properties": pl.String, "updated_at": pl.Float64},
+        orient="row",
+    )
+
+
+_POLARS_TYPES: dict[str, Any] = {
+    "BigInteger": pl.Int64,
+    "Integer": pl.Int64,
+    "String": pl.String,
+    "Text": pl.String,
+    "Float": pl.Float64,
+}
 
 
 def records(conn: Connection, dataset_arn: str) -> list[sa.Row[Any]]:
