@@ -23,6 +23,7 @@ from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog
+from pertinent.store.eventlog import user_events
 from pertinent.store.status import ACTIVE
 
 DEFAULT_RESULTS = 25
@@ -34,6 +35,7 @@ CAMPAIGN_TTL = 1.0  # seconds a cached campaign state is trusted
 @dataclass(frozen=True)
 class Serving:
     campaign_arn: str
+    group_arn: str
     version_arn: str
     config: dict[str, Any]
     loaded: LoadedModel
@@ -67,6 +69,7 @@ class Runtime:
         loaded = self.models.get(version_arn, artifacts.version_dir(ctx.settings, version_arn))
         state = Serving(
             campaign_arn=campaign_arn,
+            group_arn=str(res.group_arn),
             version_arn=version_arn,
             config=res.doc.get("campaignConfig") or {},
             loaded=loaded,
@@ -78,6 +81,8 @@ class Runtime:
 
 
 MAX_METADATA_COLUMNS = 10
+# Recipes that answer from the user's history, which live events extend at once.
+PERSONAL_TYPES = frozenset({"USER_PERSONALIZATION", "PERSONALIZED_RANKING"})
 
 
 def _limit(req: dict[str, Any], what: str, value: int) -> None:
@@ -155,6 +160,25 @@ def _items(
     return out
 
 
+def _live_events(
+    ctx: Context, serving: Serving, user_id: str | None
+) -> list[tuple[str | None, float]]:
+    """The user's events since the model was trained, read from the durable log.
+
+    This is what makes an event count at once: PutEvents commits before it answers, and
+    the next request reads it here. An anonymous visitor's ``sessionId`` passed as
+    ``userId`` finds the session's events.
+    """
+    if not user_id or serving.loaded.recipe_type not in PERSONAL_TYPES:
+        return []
+    cutoff = serving.loaded.event_cutoff
+    with ctx.catalog.read() as conn:
+        rows = user_events(conn, serving.group_arn, user_id, after_id=cutoff)
+        if not rows and user_id not in serving.loaded.user_index:
+            rows = user_events(conn, serving.group_arn, user_id, after_id=cutoff, by_session=True)
+    return [(r.item_id, r.timestamp) for r in rows]
+
+
 def _recommendation_id() -> str:
     return f"RID-{os.urandom(16).hex()}"
 
@@ -199,6 +223,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
         item_id if kind == "RELATED_ITEMS" else None,
         context=req.get("context"),
         exploration=_exploration(serving),
+        live=_live_events(ctx, serving, user_id),
     )
     ranked = loaded.model.recommend(query, n)
     scores = None if ranked.scores is None else ranked.scores.tolist()
@@ -221,7 +246,9 @@ def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]
     requested = list(dict.fromkeys(req["inputList"]))
     known = [loaded.item_index[i] for i in requested if i in loaded.item_index]
     unknown = [i for i in requested if i not in loaded.item_index]
-    query = loaded.query(req["userId"], context=req.get("context"))
+    query = loaded.query(
+        req["userId"], context=req.get("context"), live=_live_events(ctx, serving, req["userId"])
+    )
     ranking: list[dict[str, Any]] = []
     if known:
         candidates = np.asarray(known, dtype=np.int32)

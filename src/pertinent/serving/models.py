@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ class LoadedModel:
     history_items: npt.NDArray[np.int32]
     history_times: npt.NDArray[np.int64]
     items_path: Path | None = None
+    event_cutoff: int = 0
     _metadata: dict[str, list[str | None]] = field(default_factory=dict)
     _columns: dict[str, str] | None = None
 
@@ -50,10 +51,17 @@ class LoadedModel:
         *,
         context: Mapping[str, str] | None = None,
         exploration: Exploration | None = None,
+        live: Sequence[tuple[str | None, float]] = (),
     ) -> Query:
+        """The request in indices; ``live`` are (item id, time) events since training."""
         user = self.user_index.get(user_id) if user_id is not None else None
         item = self.item_index.get(item_id) if item_id is not None else None
         items, times = self.history(user)
+        if live:
+            known = [(self.item_index[i], t) for i, t in live if i in self.item_index]
+            if known:
+                items = np.concatenate([items, np.array([k for k, _ in known], dtype=np.int32)])
+                times = np.concatenate([times, np.array([t for _, t in known], dtype=np.int64)])
         return Query(
             history=items,
             history_times=times,
@@ -100,6 +108,7 @@ def load(directory: Path) -> LoadedModel:
         history_items=items,
         history_times=times,
         items_path=items_path if items_path.exists() else None,
+        event_cutoff=int(meta.get("event_cutoff", 0)),
     )
 
 
