@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -217,6 +217,19 @@ class Model(ABC):
     @abstractmethod
     def load(cls, path: Path) -> Model:
         """Read a model written by ``save``."""
+
+
+@runtime_checkable
+class LiveUpdatable(Protocol):
+    """A model that can count interactions streamed after its training without a retrain.
+
+    Campaigns call ``with_recent`` with the events of the last ``window_seconds`` (by
+    event time) that came after training, and serve the model it returns.
+    """
+
+    window_seconds: float
+
+    def with_recent(self, items: IntArray, times: npt.NDArray[np.int64]) -> Model: ...
 
 
 # ``Recipe.Params`` names the subclass's model; inside the class body that name shadows

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
-from pertinent.recipes.base import Exploration
+from pertinent.recipes.base import Exploration, LiveUpdatable, Model
 from pertinent.resources._common import Context
 from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog
-from pertinent.store.eventlog import user_events
+from pertinent.store.eventlog import recent_events, user_events
 from pertinent.store.status import ACTIVE
 
 DEFAULT_RESULTS = 25
@@ -40,6 +40,9 @@ class Serving:
     config: dict[str, Any]
     loaded: LoadedModel
     fetched_at: float
+    # The model requests use: ``loaded.model``, or a copy that has counted the events
+    # streamed since training, for models that can (trending lists).
+    model: Model
 
 
 class Runtime:
@@ -74,10 +77,27 @@ class Runtime:
             config=res.doc.get("campaignConfig") or {},
             loaded=loaded,
             fetched_at=now,
+            model=self._with_live_events(ctx, loaded, str(res.group_arn)),
         )
         with self._lock:
             self._campaigns[campaign_arn] = state
         return state
+
+    @staticmethod
+    def _with_live_events(ctx: Context, loaded: LoadedModel, group_arn: str) -> Model:
+        model = loaded.model
+        if not isinstance(model, LiveUpdatable):
+            return model
+        with ctx.catalog.read() as conn:
+            recent = recent_events(
+                conn, group_arn, after_id=loaded.event_cutoff, window=model.window_seconds
+            )
+        known = [(loaded.item_index[i], t) for i, t in recent if i in loaded.item_index]
+        if not known:
+            return model
+        items = np.array([k for k, _ in known], dtype=np.int32)
+        times = np.array([t for _, t in known], dtype=np.int64)
+        return model.with_recent(items, times)
 
 
 MAX_METADATA_COLUMNS = 10
@@ -225,7 +245,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
         exploration=_exploration(serving),
         live=_live_events(ctx, serving, user_id),
     )
-    ranked = loaded.model.recommend(query, n)
+    ranked = serving.model.recommend(query, n)
     scores = None if ranked.scores is None else ranked.scores.tolist()
     items = _items(loaded, ranked.items.tolist(), scores, columns)
     return {"itemList": items, "recommendationId": _recommendation_id()}
@@ -252,7 +272,7 @@ def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]
     ranking: list[dict[str, Any]] = []
     if known:
         candidates = np.asarray(known, dtype=np.int32)
-        scores = loaded.model.rank(query, candidates)
+        scores = serving.model.rank(query, candidates)
         order = np.argsort(-scores, kind="stable")
         ranking = _items(
             loaded, candidates[order].tolist(), scores[order].astype(float).tolist(), columns

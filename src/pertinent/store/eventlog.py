@@ -166,6 +166,26 @@ def user_events(
     return list(conn.execute(q))
 
 
+def recent_events(
+    conn: Connection, group_arn: str, *, after_id: int, window: float
+) -> list[tuple[str | None, float]]:
+    """(item id, time) of a group's events after ``after_id`` within ``window`` seconds
+    of the newest of them: what a trending list needs to move without retraining."""
+    newest = conn.execute(
+        sa.select(sa.func.max(events.c.timestamp)).where(
+            events.c.group_arn == group_arn, events.c.id > after_id
+        )
+    ).scalar()
+    if newest is None:
+        return []
+    q = sa.select(events.c.item_id, events.c.timestamp).where(
+        events.c.group_arn == group_arn,
+        events.c.id > after_id,
+        events.c.timestamp > float(newest) - window,
+    )
+    return [(r[0], float(r[1])) for r in conn.execute(q)]
+
+
 def group_events(conn: Connection, group_arn: str, *, up_to_id: int) -> pl.DataFrame:
     """Every event of a group up to ``up_to_id``, as a frame (for training snapshots)."""
     q = (
