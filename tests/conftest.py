@@ -31,7 +31,8 @@ Server = ServerProcess
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("server")).start()
+    # Neural recipes train a few epochs here: the tests check behaviour, bench/ quality.
+    srv = Server(tmp_path_factory.mktemp("server"), env={"PERTINENT_MAX_EPOCHS": "10"}).start()
     yield srv
     srv.stop()
 

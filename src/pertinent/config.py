@@ -20,6 +20,7 @@ SETTINGS_HELP: dict[str, str] = {
     "POLL_INTERVAL": "seconds an idle worker waits between queue polls (default 0.1)",
     "JOB_LEASE_SECONDS": "a running job whose worker is silent this long is retried (default 60)",
     "JOB_MAX_ATTEMPTS": "attempts before a job whose worker died is failed (default 2)",
+    "MAX_EPOCHS": "cap on the training epochs of neural recipes (default: chosen from the data)",
 }
 
 
@@ -38,6 +39,7 @@ class Settings:
     poll_interval: float = 0.1
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 2
+    max_epochs: int | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -51,6 +53,7 @@ class Settings:
             poll_interval=float(_env("POLL_INTERVAL", "0.1") or "0.1"),
             job_lease_seconds=float(_env("JOB_LEASE_SECONDS", "60") or "60"),
             job_max_attempts=int(_env("JOB_MAX_ATTEMPTS", "2") or "2"),
+            max_epochs=int(epochs) if (epochs := _env("MAX_EPOCHS")) else None,
         )
 
     def with_overrides(self, **values: object) -> Settings:
@@ -85,4 +88,6 @@ class Settings:
             env["PERTINENT_DATABASE_URL"] = self.database_url
         if self.s3_endpoint_url:
             env["PERTINENT_S3_ENDPOINT_URL"] = self.s3_endpoint_url
+        if self.max_epochs is not None:
+            env["PERTINENT_MAX_EPOCHS"] = str(self.max_epochs)
         return env

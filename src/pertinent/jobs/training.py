@@ -23,6 +23,7 @@ from pertinent.data.snapshot import (
 from pertinent.data.streamed import events_frame, records_frame
 from pertinent.evaluation.metrics import evaluate
 from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
+from pertinent.recipes.base import Params, Recipe
 from pertinent.recipes.registry import get_recipe
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog, Job, Resource
@@ -119,6 +120,20 @@ def _schemas(conn: Connection, group_arn: str) -> dict[str, DatasetSchema]:
         except SchemaError:
             continue
     return out
+
+
+def _recipe(jc: JobContext, recipe_cls: type[Recipe], params: Params, arn: str) -> Recipe:
+    """A recipe that honours the operator's epoch cap and polls for StopSolutionVersion."""
+    recipe = recipe_cls(params)
+    recipe.max_epochs = jc.settings.max_epochs
+
+    def stop_requested() -> bool:
+        with jc.catalog.read() as conn:
+            res = Catalog.get(conn, arn)
+        return res is None or res.status == CREATE_STOPPING
+
+    recipe.stop_requested = stop_requested
+    return recipe
 
 
 def _checkpoint(jc: JobContext, arn: str) -> None:
@@ -230,9 +245,9 @@ def train(jc: JobContext, job: Job) -> None:
             config.get("algorithmHyperParameters"), config.get("featureTransformationParameters")
         )
         _checkpoint(jc, arn)
-        metrics = evaluate(recipe_cls(params), snap.data, seed=SEED)
+        metrics = evaluate(_recipe(jc, recipe_cls, params, arn), snap.data, seed=SEED)
         _checkpoint(jc, arn)
-        model = recipe_cls(params).fit(snap.data)
+        model = _recipe(jc, recipe_cls, params, arn).fit(snap.data)
         _checkpoint(jc, arn)
         directory.parent.mkdir(parents=True, exist_ok=True)
         _write_model(directory, snap, model, recipe_cls, started, event_cutoff)

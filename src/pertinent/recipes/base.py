@@ -248,6 +248,9 @@ class Recipe(ABC):
         # Long trainings poll this between epochs (StopSolutionVersionCreation); when it
         # returns True, fit stops early and returns the model trained so far.
         self.stop_requested: Callable[[], bool] = lambda: False
+        # An operator's cap on epochs (PERTINENT_MAX_EPOCHS) for recipes that train in
+        # epochs; None leaves the choice to the recipe.
+        self.max_epochs: int | None = None
 
     @classmethod
     def parse_params(

@@ -9,6 +9,13 @@ from __future__ import annotations
 from pertinent.recipes.base import Recipe
 from pertinent.recipes.popularity import PopularityCount
 from pertinent.recipes.sims import Sims
+from pertinent.recipes.trending import TrendingNow
+from pertinent.recipes.user_personalization import (
+    PersonalizedRanking,
+    PersonalizedRankingV2,
+    UserPersonalization,
+    UserPersonalizationV2,
+)
 
 __all__ = ["TRAINABLE", "get_recipe"]
 
@@ -17,6 +24,11 @@ TRAINABLE: dict[str, type[Recipe]] = {
     for recipe in (
         PopularityCount,
         Sims,
+        TrendingNow,
+        UserPersonalization,
+        UserPersonalizationV2,
+        PersonalizedRanking,
+        PersonalizedRankingV2,
     )
 }
 """Every recipe this build can train, keyed by its name (e.g. ``"aws-sims"``)."""

@@ -1,0 +1,395 @@
+"""Serving a trained ``SequentialNet``: numpy inference, exploration, save and load.
+
+Requests are latency-critical and small (one history of ≤ ``max_len`` items), where
+torch's per-op dispatch would cost more than the arithmetic. So ``load`` runs the
+network once to cache the item table (``V``, contiguous float32, metadata included)
+and copies the encoder weights into numpy; a request is then a few dozen numpy ops on
+a ``(T, d)`` block, one matvec against ``V`` and an ``argpartition``. Batched scoring
+(``score_items``, offline evaluation) pads the histories into one ``(B, T)`` batch and
+does one matmul against ``V``. ``tests/recipes/test_user_personalization.py`` checks
+that the numpy encoder matches the torch one.
+
+Exploration (User-Personalization only; spec §8.2, §7.7). An item is *explorable*
+when its age — from CREATION_TIMESTAMP, else its first interaction, counted back from
+the newest training interaction — is at most ``item_age_cutoff_days`` (an item with
+neither is new). Its *coldness* is ``1 / sqrt(1 + interactions + impressions)``: an
+upper-confidence bonus that shrinks with evidence, and an item shown often but not
+chosen has plenty of (bad) evidence. The final logit is
+
+    logit_i + min(w / (1 - w), 10⁴) · 3 σ_q · coldness_i · explorable_i
+
+with ``w`` the exploration weight and ``σ_q`` the spread of this query's logits, so
+the bonus is in the query's own units: ``w = 0`` is pure relevance (items with no
+interaction at all are left out: they have no relevance evidence), ``w = 0.3`` lifts a
+brand-new item by 1.3 σ (it shows up when it is also relevant), ``w = 1`` puts every
+new explorable item first (best-matching by metadata first).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pertinent.recipes._features import EncodedRows, FeatureEncoder
+from pertinent.recipes._knn import ItemKNN
+from pertinent.recipes.base import BoolArray, FloatArray, IntArray, Model, Query, Ranked, top_n
+
+if TYPE_CHECKING:  # torch loads only with a model: the control plane never needs it
+    import torch
+
+    from pertinent.recipes.sequential import NetConfig, SequentialNet
+
+__all__ = ["ExplorationStats", "SequentialModel"]
+
+LN_EPS = 1e-5
+_FORMAT = "pertinent.sequential"
+_VERSION = 1
+_DAY = 86_400.0
+_MAX_EXPLORATION_FACTOR = 1e4
+_EXPLORATION_SIGMAS = 3.0
+
+F32 = npt.NDArray[np.float32]
+
+
+class ExplorationStats:
+    """Per-item evidence for exploration: age in days (NaN: unknown), counts."""
+
+    def __init__(self, age_days: F32, interactions: F32, impressions: F32) -> None:
+        self.age_days = np.ascontiguousarray(age_days, dtype=np.float32)
+        self.coldness = (1.0 / np.sqrt(1.0 + interactions + impressions)).astype(np.float32)
+        self.interactions = np.asarray(interactions, dtype=np.float32)
+        self.impressions = np.asarray(impressions, dtype=np.float32)
+
+    def bonus(self, cutoff_days: float) -> F32:
+        explorable = ~(self.age_days > cutoff_days)  # NaN (age unknown) counts as new
+        out: F32 = np.where(explorable, self.coldness, np.float32(0.0))
+        return out
+
+
+def _layer_norm(x: F32, w: F32, b: F32) -> F32:
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    out: F32 = (x - mu) / np.sqrt(var + LN_EPS) * w + b
+    return out
+
+
+def _gelu(x: F32) -> F32:
+    inner = np.float32(0.7978845608) * (x + np.float32(0.044715) * x * x * x)
+    out = np.float32(0.5) * x * (np.float32(1.0) + np.tanh(inner))
+    return out.astype(np.float32, copy=False)
+
+
+def _linear(x: F32, w: F32, b: F32) -> F32:
+    """``x @ w.T + b`` over the last axis as one 2-D GEMM (numpy would loop a 3-D one)."""
+    out: F32 = (x.reshape(-1, x.shape[-1]) @ w.T + b).reshape(*x.shape[:-1], w.shape[0])
+    return out
+
+
+def _softmax_rows(x: F32) -> F32:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    out: F32 = e / e.sum(-1, keepdims=True)
+    return out
+
+
+class _Bag:
+    """numpy twin of ``BagEmbedder``."""
+
+    def __init__(self, state: Mapping[str, torch.Tensor], prefix: str, encoder: FeatureEncoder):
+        self.encoder = encoder
+        self.table = state[f"{prefix}.bag.weight"].numpy().astype(np.float32)
+        self.linear = state[f"{prefix}.linear.weight"].numpy().astype(np.float32)
+        self.active = not encoder.empty
+
+    def embed(self, rows: EncodedRows) -> F32:
+        n = rows.n_rows
+        owner = np.repeat(np.arange(n), np.diff(rows.offsets))
+        out = np.zeros((n, self.table.shape[1]), dtype=np.float32)
+        np.add.at(out, owner, self.table[rows.codes] * rows.weights[:, None])
+        if self.encoder.n_numeric:
+            out += rows.numeric @ self.linear.T
+        return out
+
+
+class SequentialModel(Model):
+    """A trained sequence model, answering from numpy arrays cached at construction.
+
+    One class serves the four recipes; ``meta["explore"]`` turns exploration on
+    (User-Personalization only).
+    """
+
+    def __init__(
+        self,
+        net: SequentialNet,
+        *,
+        item_rows: EncodedRows,
+        user_rows: EncodedRows,
+        encoders: Mapping[str, FeatureEncoder],
+        exploration: ExplorationStats | None,
+        meta: Mapping[str, Any],
+        knn: ItemKNN | None = None,
+    ) -> None:
+        import torch
+
+        from pertinent.recipes.sequential import TorchRows
+
+        self.net = net.cpu().eval()
+        self.cfg: NetConfig = net.cfg
+        self.n_items = self.cfg.n_items
+        self.item_rows, self.user_rows = item_rows, user_rows
+        self.encoders = dict(encoders)
+        self.exploration = exploration
+        self.meta = dict(meta)
+        self.knn = knn
+        self.knn_weight = float(self.meta.get("knn_weight", 0.0)) if knn is not None else 0.0
+        net.set_item_rows(TorchRows.of(item_rows, torch.device("cpu")))
+        with torch.inference_mode():
+            vec, bias = net.item_vectors()
+        self.V = np.ascontiguousarray(vec.numpy(), dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias.numpy(), dtype=np.float32)
+        state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        self.bos = state["bos"].numpy()
+        self.position = state["position.weight"].numpy()
+        self.blocks = [
+            {
+                name: state[f"blocks.{i}.{name}"].numpy()
+                for name in (
+                    "ln1.weight",
+                    "ln1.bias",
+                    "qkv.weight",
+                    "qkv.bias",
+                    "out.weight",
+                    "out.bias",
+                    "ln2.weight",
+                    "ln2.bias",
+                    "ff1.weight",
+                    "ff1.bias",
+                    "ff2.weight",
+                    "ff2.bias",
+                )
+            }  # fmt: skip
+            for i in range(self.cfg.layers)
+        ]
+        self.ln_final = (state["ln_final.weight"].numpy(), state["ln_final.bias"].numpy())
+        self.user_bag = _Bag(state, "user_meta", self.encoders["user"])
+        self.context_bag = _Bag(state, "context_meta", self.encoders["context"])
+        for array in (self.V, self.bias):
+            array.setflags(write=False)
+
+    # --- encoding -----------------------------------------------------------------------
+
+    def _tokens(self, history: IntArray) -> npt.NDArray[np.int64]:
+        """``[BOS, known history items]``, the newest ``max_len``."""
+        h = np.asarray(history, dtype=np.int64)
+        h = h[(h >= 0) & (h < self.n_items)]
+        tokens = np.concatenate(([self.cfg.bos], h))
+        return tokens[-self.cfg.max_len :]
+
+    def _encode(self, tokens: npt.NDArray[np.int64], length: npt.NDArray[np.int64]) -> F32:
+        """Final hidden state at the last real position of each right-padded row (B, T)."""
+        cfg = self.cfg
+        b, t = tokens.shape
+        is_pad = tokens == cfg.pad
+        is_bos = tokens == cfg.bos
+        x = self.V[np.where(is_pad | is_bos, 0, tokens)]
+        x[is_bos] = self.bos
+        x[is_pad] = 0.0
+        x += self.position[:t]
+        causal = np.tril(np.ones((t, t), dtype=bool))
+        rows = np.arange(b)
+        h = cfg.heads
+        dh = cfg.dim // h
+        for i, w in enumerate(self.blocks):
+            y = _layer_norm(x, w["ln1.weight"], w["ln1.bias"])
+            qkv = _linear(y, w["qkv.weight"], w["qkv.bias"]).reshape(b, t, 3, h, dh)
+            q, k, v = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+            mask = causal
+            if i == len(self.blocks) - 1:
+                # Only the last real position's output is used: one query row each.
+                q = q[rows, :, length - 1][:, :, None]
+                mask = causal[length - 1][:, None, None, :]
+                x = x[rows, length - 1][:, None]
+            att = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(dh))
+            att = np.where(mask, att, np.float32(-np.inf))
+            o = (_softmax_rows(att) @ v).transpose(0, 2, 1, 3).reshape(b, -1, cfg.dim)
+            x = x + _linear(o, w["out.weight"], w["out.bias"])
+            y = _layer_norm(x, w["ln2.weight"], w["ln2.bias"])
+            y = _gelu(_linear(y, w["ff1.weight"], w["ff1.bias"]))
+            x = x + _linear(y, w["ff2.weight"], w["ff2.bias"])
+        out: F32 = _layer_norm(x[:, -1], *self.ln_final).astype(np.float32)
+        return out
+
+    def _side(self, queries: Sequence[Query]) -> F32 | None:
+        """User metadata + request context vectors, (B, d), or None when neither exists."""
+        out: F32 | None = None
+        if self.user_bag.active:
+            rows = [self._user_row(q) for q in queries]
+            vec = self.user_bag.embed(_stack(rows, self.encoders["user"].n_numeric))
+            out = vec
+        if self.context_bag.active and any(q.context for q in queries):
+            enc = self.encoders["context"]
+            rows = [enc.encode_raw(q.context) for q in queries]
+            vec = self.context_bag.embed(_stack(rows, enc.n_numeric))
+            out = vec if out is None else out + vec
+        return out
+
+    def _user_row(self, query: Query) -> EncodedRows:
+        if query.user is not None and 0 <= query.user < self.user_rows.n_rows:
+            return self.user_rows.take(np.asarray([query.user], dtype=np.int64))
+        return self.encoders["user"].encode_raw(query.user_attributes)
+
+    def query_vectors(self, queries: Sequence[Query]) -> F32:
+        """The query vector of each request, (B, d)."""
+        seqs = [self._tokens(q.history) for q in queries]
+        length = np.asarray([s.shape[0] for s in seqs], dtype=np.int64)
+        tokens = np.full((len(seqs), int(length.max())), self.cfg.pad, dtype=np.int64)
+        for row, s in enumerate(seqs):
+            tokens[row, : s.shape[0]] = s
+        out = self._encode(tokens, length)
+        side = self._side(queries)
+        return out if side is None else out + side
+
+    def _logits(self, queries: Sequence[Query]) -> F32:
+        q = self.query_vectors(queries)
+        if len(queries) == 1:
+            # One request: a matvec over the contiguous item table (memory-bound, ~1 ms
+            # at 100k × 64) and an in-place bias, no (1, n) temporaries.
+            logits: F32 = (self.V @ q[0])[None]
+        else:
+            logits = q @ self.V.T
+        logits += self.bias
+        if self.knn is not None:
+            knn = self.knn.scores([query.history for query in queries])
+            logits += np.float32(self.knn_weight) * knn
+        if self.exploration is not None and bool(self.meta.get("explore")):
+            for row, query in enumerate(queries):
+                self._explore(logits[row], query)
+        return logits
+
+    def _explore(self, logits: F32, query: Query) -> None:
+        exp = query.exploration
+        assert self.exploration is not None
+        if exp is None:
+            return
+        if exp.weight <= 0.0:
+            # "No exploration: recommendations from current data" (spec §4.12): an item
+            # nobody interacted with only ever reaches a list by being explored.
+            unseen = self.exploration.interactions == 0
+            if unseen.any():
+                logits[unseen] = np.float32(logits.min() - 1.0)
+            return
+        w = float(exp.weight)
+        factor = _MAX_EXPLORATION_FACTOR if w >= 1.0 else min(w / (1.0 - w), 1e4)
+        spread = float(logits.std()) or 1.0
+        bonus = self.exploration.bonus(float(exp.item_age_cutoff_days))
+        logits += np.float32(factor * _EXPLORATION_SIGMAS * spread) * bonus
+
+    # --- the Model interface ----------------------------------------------------------
+
+    def recommend(self, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
+        if n <= 0:
+            return Ranked(items=np.empty(0, dtype=np.int32), scores=np.empty(0, dtype=np.float32))
+        logits = self._logits([query])[0]
+        items = top_n(logits, n, allowed)
+        # Softmax over the whole catalogue, as Personalize's UP scores (spec §5.1).
+        top = float(logits.max())
+        shifted = np.subtract(logits, np.float32(top))
+        log_z = top + float(np.log(np.exp(shifted, out=shifted).sum(dtype=np.float64)))
+        scores = np.exp(logits[items].astype(np.float64) - log_z).astype(np.float32)
+        return Ranked(items=items, scores=scores)
+
+    def rank(self, query: Query, candidates: IntArray) -> FloatArray:
+        cand = np.asarray(candidates, dtype=np.int64)
+        known = (cand >= 0) & (cand < self.n_items)
+        out = np.zeros(cand.shape[0], dtype=np.float32)
+        if not known.any():
+            return out
+        q = self.query_vectors([query])[0]
+        idx = cand[known]
+        logits = self.V[idx] @ q + self.bias[idx]
+        if self.knn is not None:
+            knn = self.knn.scores([query.history])[0]
+            logits += np.float32(self.knn_weight) * knn[idx]
+        # Softmax over the known candidates only (spec §5.2); unknown ones score 0.
+        e = np.exp(logits.astype(np.float64) - logits.max())
+        out[known] = (e / e.sum()).astype(np.float32)
+        return out
+
+    def score_items(self, queries: Sequence[Query]) -> FloatArray:
+        if not queries:
+            return np.empty((0, self.n_items), dtype=np.float32)
+        return self._logits(queries)
+
+    # --- persistence -----------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        import torch
+
+        torch.save(self.net.state_dict(), path / "weights.pt")
+        arrays: dict[str, npt.NDArray[Any]] = {
+            **self.item_rows.arrays("item"),
+            **self.user_rows.arrays("user"),
+        }
+        if self.exploration is not None:
+            arrays["age_days"] = self.exploration.age_days
+            arrays["interactions"] = self.exploration.interactions
+            arrays["impressions"] = self.exploration.impressions
+        if self.knn is not None:
+            arrays.update(self.knn.arrays())
+        np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
+        doc = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "n_items": self.n_items,
+            "net": self.cfg.__dict__,
+            "encoders": {k: e.to_json() for k, e in self.encoders.items()},
+            "meta": self.meta,
+        }
+        (path / "model.json").write_text(json.dumps(doc) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> SequentialModel:
+        import torch
+
+        from pertinent.recipes.sequential import NetConfig, SequentialNet
+
+        doc = json.loads((path / "model.json").read_text())
+        if doc.get("format") != _FORMAT or doc.get("version") != _VERSION:
+            raise ValueError(f"{path} does not hold a {_FORMAT} v{_VERSION} model")
+        net = SequentialNet(NetConfig(**doc["net"]))
+        state = torch.load(path / "weights.pt", weights_only=True, map_location="cpu")
+        net.load_state_dict(state)
+        with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+            knn = None
+            if "knn_indptr" in arrays.files:
+                knn = ItemKNN.from_arrays(arrays, int(doc["n_items"]))
+            exploration = None
+            if "age_days" in arrays.files:
+                exploration = ExplorationStats(
+                    arrays["age_days"], arrays["interactions"], arrays["impressions"]
+                )
+            return cls(
+                net,
+                item_rows=EncodedRows.from_arrays(arrays, "item"),
+                user_rows=EncodedRows.from_arrays(arrays, "user"),
+                encoders={k: FeatureEncoder.from_json(v) for k, v in doc["encoders"].items()},
+                exploration=exploration,
+                meta=doc["meta"],
+                knn=knn,
+            )
+
+
+def _stack(rows: Sequence[EncodedRows], n_numeric: int) -> EncodedRows:
+    lengths = np.asarray([r.codes.shape[0] for r in rows], dtype=np.int64)
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return EncodedRows(
+        offsets=offsets,
+        codes=np.concatenate([r.codes for r in rows]),
+        weights=np.concatenate([r.weights for r in rows]),
+        numeric=np.concatenate([r.numeric for r in rows]).reshape(len(rows), n_numeric),
+    )

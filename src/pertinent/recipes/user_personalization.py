@@ -1,0 +1,481 @@
+"""User-Personalization (v1, v2) and Personalized-Ranking (v1, v2): one sequence model.
+
+All four train the transformer of ``sequential`` on the users' histories and serve it
+through ``_inference.SequentialModel``; they differ in what Personalize exposes:
+
+* ``aws-user-personalization`` / ``aws-personalized-ranking`` (spec §8.2):
+  ``hidden_dimension`` is the model width, ``bptt`` the attention span and training
+  window (how many past events a prediction looks at), ``recency_mask`` turns on
+  recency weighting (below), and users whose history length falls outside the
+  ``min/max_user_history_length_percentile`` percentiles are not trained on (they are
+  still answered: the model has no per-user parameters). UP explores cold items at
+  request time (``Query.exploration``; the formula is in ``_inference``); PR ranks
+  the given candidates (``Model.rank``) and never explores.
+* ``aws-user-personalization-v2`` / ``aws-personalized-ranking-v2``: the
+  large-catalogue successors. Fixed width 64 with two heads, a longer span (64 events),
+  no exploration, sampled softmax with log-Q correction once the catalogue is large,
+  and one knob, ``apply_recency_bias`` (the same recency weighting).
+
+Recency weighting (``recency_mask``, ``apply_recency_bias``). Personalize describes
+both as giving "more weight to the most recent interactions in the dataset", i.e. to
+the latest trends. Each training event's loss is weighted by
+``0.25 + 0.75 · 2^(-age / half_life)``, ``age`` counted back from the newest event and
+``half_life`` a quarter of the data's time span (robust span: 1st-99th percentile of
+event times): old behaviour still teaches, recent behaviour dominates.
+
+Event weights (``Interactions.weight``, from ``eventsConfig``) multiply the loss too.
+Impressions are hard negatives in training and lower an item's exploration bonus.
+
+Validation. ``fit`` holds out the newest event of up to ``VALIDATION_USERS`` random
+users (with ≥ 3 events), trains on the rest, and keeps the epoch with the best NDCG@10
+on them (full catalogue ranked, their other items removed, as ``evaluation.loo``):
+that is early stopping, and the held-out events are ≤ 2 % of a typical data set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, ValidationInfo, field_validator
+
+from pertinent.recipes._features import FeatureEncoder
+from pertinent.recipes._inference import ExplorationStats, SequentialModel
+from pertinent.recipes._knn import ItemKNN
+from pertinent.recipes.base import Model, Params, Recipe, RecipeType, TrainingData
+
+if TYPE_CHECKING:
+    import torch
+
+    from pertinent.recipes.sequential import SequentialNet, TrainingSet
+
+__all__ = [
+    "PersonalizedRanking",
+    "PersonalizedRankingV2",
+    "SequentialModel",
+    "TrainingOptions",
+    "UserPersonalization",
+    "UserPersonalizationParams",
+    "UserPersonalizationV2",
+    "UserPersonalizationV2Params",
+]
+
+VALIDATION_USERS = 2_000
+# Catalogues up to this size train with the full softmax; larger ones sample negatives.
+FULL_SOFTMAX_MAX_ITEMS = 8_192
+SAMPLED_NEGATIVES = 2_048
+# Epoch budget: about this many target events seen in total (early stopping ends sooner).
+TARGET_EVENTS_BUDGET = 30_000_000
+V2_DIM, V2_MAX_LEN = 64, 64
+
+
+class UserPersonalizationParams(Params):
+    """User-Personalization / Personalized-Ranking hyperparameters (spec §8.2)."""
+
+    hidden_dimension: int = Field(default=149, ge=32, le=256)
+    bptt: int = Field(default=32, ge=2, le=32)
+    recency_mask: bool = True
+    min_user_history_length_percentile: float = Field(
+        default=0.0, ge=0.0, le=1.0, allow_inf_nan=False
+    )
+    max_user_history_length_percentile: float = Field(
+        default=0.99, ge=0.0, le=1.0, allow_inf_nan=False
+    )
+
+    @field_validator("max_user_history_length_percentile")
+    @classmethod
+    def _max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_user_history_length_percentile")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least min_user_history_length_percentile ({low})")
+        return value
+
+
+class UserPersonalizationV2Params(Params):
+    """User-Personalization-v2 / Personalized-Ranking-v2 hyperparameters (spec §8.2)."""
+
+    apply_recency_bias: bool = True
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """Knobs Personalize doesn't expose: tests shrink them, benchmarks may tune them.
+
+    ``None`` means "chosen from the data" (see ``_SequenceRecipe._plan``).
+    """
+
+    max_epochs: int | None = None
+    patience: int = 8
+    dim: int | None = None  # v2 only (v1 takes hidden_dimension)
+    max_len: int | None = None  # v2 only (v1 takes bptt)
+    dropout: float | None = None
+    layers: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    negatives: int | None = None
+    horizon: int = 8
+    future_weight: float = 0.5
+    knn_blend: bool = True
+    knn_weight: float | None = None  # a fixed blend weight instead of the tuned one
+    validation_users: int = VALIDATION_USERS
+    device: str | None = None
+    threads: int | None = None
+    log: bool = False
+
+
+class _SequenceRecipe(Recipe):
+    ModelClass: ClassVar[type[Model]] = SequentialModel
+    explore: ClassVar[bool] = False
+    v2: ClassVar[bool] = False
+
+    def __init__(self, params: Params | None = None, options: TrainingOptions | None = None):
+        super().__init__(params)
+        self.options = options or TrainingOptions()
+
+    # Hyperparameters as the network sees them.
+    def _shape(self) -> tuple[int, int, bool, float, float]:
+        p = self.params
+        if isinstance(p, UserPersonalizationParams):
+            return (
+                p.hidden_dimension,
+                p.bptt,
+                p.recency_mask,
+                p.min_user_history_length_percentile,
+                p.max_user_history_length_percentile,
+            )
+        assert isinstance(p, UserPersonalizationV2Params)
+        dim = self.options.dim or V2_DIM
+        return dim, self.options.max_len or V2_MAX_LEN, p.apply_recency_bias, 0.0, 1.0
+
+    def fit(self, data: TrainingData) -> SequentialModel:
+        # torch loads here, not at import: the control plane lists and validates recipes
+        # without it.
+        import torch
+
+        from pertinent.recipes._torch import choose_device, reproducible
+        from pertinent.recipes.sequential import (
+            NetConfig,
+            SequentialNet,
+            TrainConfig,
+            TrainingSet,
+            build_windows,
+            train,
+        )
+
+        dim, max_len, recency, low, high = self._shape()
+        opts = self.options
+        inter = data.interactions
+        n_items, n_users = inter.n_items, inter.n_users
+        user = inter.user.astype(np.int64)
+        item = inter.item.astype(np.int64)
+        rng = np.random.default_rng(data.seed)
+
+        lengths = np.bincount(user, minlength=n_users)
+        kept_user = within_percentiles(lengths, low, high)
+        val_rows = _validation_rows(user, kept_user, lengths, opts.validation_users, rng)
+        keep = kept_user[user]
+        keep[val_rows] = False
+
+        weight = np.ones(len(inter), dtype=np.float32)
+        if inter.weight is not None:
+            weight *= inter.weight.astype(np.float32)
+        if recency:
+            weight *= recency_weights(inter.timestamp)
+        popularity = np.bincount(item[keep], minlength=n_items).astype(np.float32)
+
+        encoders = {
+            "item": FeatureEncoder.fit(data.item_features),
+            "user": FeatureEncoder.fit(data.user_features),
+            "context": FeatureEncoder.fit(inter.context),
+        }
+        item_rows = encoders["item"].encode(data.item_features, n_items)
+        user_rows = encoders["user"].encode(data.user_features, n_users)
+        context_rows = encoders["context"].encode(inter.context, len(inter))
+        impressions = None
+        if inter.impressions is not None:
+            offsets, imp_items = inter.impressions
+            impressions = (offsets.astype(np.int64), imp_items.astype(np.int64))
+
+        windows = build_windows(user, item, keep, n_items, max_len)
+        val_tokens, val_length, val_seen = _validation_inputs(
+            user, item, val_rows, n_items, max_len
+        )
+        tset = TrainingSet(
+            windows=windows,
+            item=item,
+            weight=weight,
+            impressions=impressions,
+            context=None if encoders["context"].empty else context_rows,
+            users=None if encoders["user"].empty else user_rows,
+            items=None if encoders["item"].empty else item_rows,
+            popularity=popularity,
+            val_tokens=val_tokens,
+            val_length=val_length,
+            val_users=user[val_rows],
+            val_rows=val_rows,
+            val_target=item[val_rows],
+            val_seen=val_seen,
+        )
+        n_targets = int(keep.sum())
+        net_cfg = NetConfig(
+            n_items=n_items,
+            dim=dim,
+            max_len=max_len,
+            layers=opts.layers,
+            heads=_heads(dim),
+            dropout=opts.dropout if opts.dropout is not None else _dropout(n_targets),
+            item_codes=encoders["item"].n_codes,
+            item_numeric=encoders["item"].n_numeric,
+            user_codes=encoders["user"].n_codes,
+            user_numeric=encoders["user"].n_numeric,
+            context_codes=encoders["context"].n_codes,
+            context_numeric=encoders["context"].n_numeric,
+        )
+        negatives = opts.negatives
+        if negatives is None:
+            negatives = 0 if n_items <= FULL_SOFTMAX_MAX_ITEMS else SAMPLED_NEGATIVES
+        max_epochs = opts.max_epochs
+        if max_epochs is None:
+            max_epochs = int(np.clip(TARGET_EVENTS_BUDGET // max(n_targets, 1), 5, 200))
+        if self.max_epochs is not None:
+            max_epochs = max(1, min(max_epochs, self.max_epochs))
+        train_cfg = TrainConfig(
+            max_epochs=max_epochs,
+            patience=opts.patience,
+            batch_size=opts.batch_size,
+            lr=opts.lr,
+            weight_decay=opts.weight_decay,
+            negatives=negatives,
+            horizon=opts.horizon,
+            future_weight=opts.future_weight,
+            seed=data.seed,
+        )
+        device = choose_device(opts.device)
+        with reproducible(data.seed, device, opts.threads):
+            net = SequentialNet(net_cfg)
+            net.has_id.copy_(torch.from_numpy((popularity > 0).astype(np.float32)))
+            if n_targets:
+                train(
+                    net, tset, train_cfg, device, self.stop_requested, print if opts.log else None
+                )
+            knn, beta = None, 0.0
+            if opts.knn_blend and n_targets and not self.stop_requested():
+                knn = ItemKNN.fit(user, item, keep, n_users, n_items)
+                if opts.knn_weight is not None:
+                    beta = opts.knn_weight
+                elif val_rows.shape[0]:
+                    beta = _blend_weight(net, tset, knn, user, item, device, opts.log)
+        net.set_item_rows(None)
+        exploration = None
+        if self.explore:
+            exploration = _exploration_stats(data, item)
+        return SequentialModel(
+            net.cpu(),
+            item_rows=item_rows,
+            user_rows=user_rows,
+            encoders=encoders,
+            exploration=exploration,
+            knn=knn if beta > 0 else None,
+            meta={"recipe": self.name, "explore": self.explore, "knn_weight": beta},
+        )
+
+
+class UserPersonalization(_SequenceRecipe):
+    """``aws-user-personalization``: next-item transformer with metadata and exploration.
+
+    Example::
+
+        recipe = UserPersonalization(UserPersonalization.parse_params({"bptt": "16"}))
+        model = recipe.fit(data)
+        model.recommend(Query(user=3, history=items, exploration=Exploration(0.3)), 25)
+    """
+
+    name: ClassVar[str] = "aws-user-personalization"
+    recipe_type: ClassVar[RecipeType] = "USER_PERSONALIZATION"
+    Params: ClassVar[type[Params]] = UserPersonalizationParams
+    explore: ClassVar[bool] = True
+
+
+class PersonalizedRanking(_SequenceRecipe):
+    """``aws-personalized-ranking``: the UP model, asked to rank candidate lists."""
+
+    name: ClassVar[str] = "aws-personalized-ranking"
+    recipe_type: ClassVar[RecipeType] = "PERSONALIZED_RANKING"
+    Params: ClassVar[type[Params]] = UserPersonalizationParams
+
+
+class UserPersonalizationV2(_SequenceRecipe):
+    """``aws-user-personalization-v2``: the large-catalogue transformer, no exploration."""
+
+    name: ClassVar[str] = "aws-user-personalization-v2"
+    recipe_type: ClassVar[RecipeType] = "USER_PERSONALIZATION"
+    Params: ClassVar[type[Params]] = UserPersonalizationV2Params
+    v2: ClassVar[bool] = True
+
+
+class PersonalizedRankingV2(_SequenceRecipe):
+    """``aws-personalized-ranking-v2``: the v2 model, asked to rank candidate lists."""
+
+    name: ClassVar[str] = "aws-personalized-ranking-v2"
+    recipe_type: ClassVar[RecipeType] = "PERSONALIZED_RANKING"
+    Params: ClassVar[type[Params]] = UserPersonalizationV2Params
+    v2: ClassVar[bool] = True
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _heads(dim: int) -> int:
+    """Attention heads: as many as keep ≥ 32 dimensions each (one for odd widths)."""
+    for heads in (4, 2):
+        if dim % heads == 0 and dim // heads >= 32:
+            return heads
+    return 1
+
+
+def _dropout(n_targets: int) -> float:
+    """Small data sets need strong regularisation; large ones little."""
+    if n_targets < 300_000:
+        return 0.3
+    if n_targets < 3_000_000:
+        return 0.2
+    return 0.1
+
+
+def within_percentiles(
+    counts: npt.NDArray[np.int64], low: float, high: float
+) -> npt.NDArray[np.bool_]:
+    """Users whose history length lies within the ``[low, high]`` percentiles (of users
+    with any interaction); values equal to a bound are kept, as in SIMS."""
+    present = counts > 0
+    if not present.any() or (low <= 0.0 and high >= 1.0):
+        return present
+    lo, hi = np.quantile(counts[present].astype(np.float64), [low, high])
+    keep: npt.NDArray[np.bool_] = present & (counts >= lo) & (counts <= hi)
+    return keep
+
+
+def recency_weights(timestamp: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+    """``0.25 + 0.75 · 2^(-age / half_life)``, half-life a quarter of the time span."""
+    if timestamp.shape[0] == 0:
+        return np.ones(0, dtype=np.float32)
+    t = timestamp.astype(np.float64)
+    lo, hi = np.quantile(t, [0.01, 0.99])
+    half_life = max((hi - lo) / 4.0, 1.0)
+    age = np.maximum(t.max() - t, 0.0)
+    out: npt.NDArray[np.float32] = (0.25 + 0.75 * np.exp2(-age / half_life)).astype(np.float32)
+    return out
+
+
+def _validation_rows(
+    user: npt.NDArray[np.int64],
+    kept_user: npt.NDArray[np.bool_],
+    lengths: npt.NDArray[np.int64],
+    wanted: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.int64]:
+    """The newest row of up to ``wanted`` random kept users with ≥ 3 rows, by user."""
+    eligible = np.flatnonzero(kept_user & (lengths >= 3))
+    if eligible.shape[0] > wanted:
+        eligible = np.sort(rng.choice(eligible, size=wanted, replace=False))
+    offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    rows: npt.NDArray[np.int64] = offsets[eligible + 1] - 1
+    return rows
+
+
+def _validation_inputs(
+    user: npt.NDArray[np.int64],
+    item: npt.NDArray[np.int64],
+    val_rows: npt.NDArray[np.int64],
+    n_items: int,
+    max_len: int,
+) -> tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+]:
+    """Right-padded ``[BOS, history]`` windows (newest ``max_len``) of the validation rows,
+    their lengths, and their seen items (CSR, the target excepted, as ``loo`` does)."""
+    n = val_rows.shape[0]
+    tokens = np.full((n, max_len), n_items + 1, dtype=np.int64)
+    if n == 0:
+        empty = (np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int64))
+        return tokens, np.zeros(0, dtype=np.int64), empty
+    starts = np.searchsorted(user, user[val_rows], side="left")
+    hist_len = val_rows - starts
+    length = np.minimum(hist_len + 1, max_len)  # + BOS
+    # Column c holds history row (val_row - length + c); the row before the start is BOS.
+    col = np.arange(max_len)[None, :]
+    pos = (val_rows - length)[:, None] + col
+    real = col < length[:, None]
+    tokens = np.where(real, item[np.clip(pos, 0, item.shape[0] - 1)], tokens)
+    tokens = np.where(real & (pos == (starts - 1)[:, None]), n_items, tokens)
+    owner = np.repeat(np.arange(n), hist_len)
+    flat = np.repeat(starts, hist_len) + (
+        np.arange(int(hist_len.sum())) - np.repeat(np.cumsum(hist_len) - hist_len, hist_len)
+    )
+    seen = item[flat]
+    keep = seen != item[val_rows][owner]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner[keep], minlength=n), out=offsets[1:])
+    return tokens, length.astype(np.int64), (offsets, seen[keep])
+
+
+# Blend weights of the item-kNN component tried on the validation split (0: none).
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _blend_weight(
+    net: SequentialNet,
+    tset: TrainingSet,
+    knn: ItemKNN,
+    user: npt.NDArray[np.int64],
+    item: npt.NDArray[np.int64],
+    device: torch.device,
+    log: bool,
+) -> float:
+    """The kNN blend weight with the best validation NDCG@10 (the smallest among ties)."""
+    from pertinent.recipes.sequential import TorchRows, evaluate
+
+    starts = np.searchsorted(user, tset.val_users, side="left")
+    histories = [item[a:b] for a, b in zip(starts.tolist(), tset.val_rows.tolist(), strict=True)]
+    users = None if tset.users is None else TorchRows.of(tset.users, device)
+    context = None if tset.context is None else TorchRows.of(tset.context, device)
+    ndcg = evaluate(
+        net,
+        tset,
+        device,
+        users,
+        context,
+        extra=lambda a, b: knn.scores(histories[a:b]),
+        betas=BLEND_WEIGHTS,
+    )
+    best = int(np.argmax(ndcg))
+    if log:
+        print("knn blend", dict(zip(BLEND_WEIGHTS, np.round(ndcg, 4).tolist(), strict=True)))
+    return float(BLEND_WEIGHTS[best])
+
+
+def _exploration_stats(data: TrainingData, item: npt.NDArray[np.int64]) -> ExplorationStats:
+    inter = data.interactions
+    n_items = inter.n_items
+    newest = int(inter.timestamp.max()) if len(inter) else 0
+    if data.item_creation_time is not None:
+        created = data.item_creation_time.astype(np.float64)
+    else:
+        # First interaction; never-seen items are new (created at the newest event).
+        created = np.full(n_items, float(newest))
+        if len(inter):
+            first = np.full(n_items, np.inf)
+            np.minimum.at(first, item, inter.timestamp.astype(np.float64))
+            created = np.where(np.isfinite(first), first, created)
+    age_days = ((newest - created) / 86_400.0).astype(np.float32)
+    counts = np.bincount(item, minlength=n_items).astype(np.float32)
+    shown = np.zeros(n_items, dtype=np.float32)
+    if inter.impressions is not None:
+        shown = np.bincount(inter.impressions[1], minlength=n_items).astype(np.float32)
+    return ExplorationStats(age_days, counts, shown)
