@@ -20,6 +20,8 @@ SETTINGS_HELP: dict[str, str] = {
     "POLL_INTERVAL": "seconds an idle worker waits between queue polls (default 0.1)",
     "JOB_LEASE_SECONDS": "a running job whose worker is silent this long is retried (default 60)",
     "JOB_MAX_ATTEMPTS": "attempts before a job whose worker died is failed (default 2)",
+    "AUTO_TRAINING_DELAY": "seconds from CreateSolution to its first automatic run (default 3600)",
+    "AUTO_TRAINING_DAY": "seconds in a day of autoTrainingConfig rate(N days) (default 86400)",
     "MAX_EPOCHS": "cap on the training epochs of neural recipes (default: chosen from the data)",
 }
 
@@ -40,6 +42,8 @@ class Settings:
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 2
     max_epochs: int | None = None
+    auto_training_delay: float = 3600.0
+    auto_training_day: float = 86400.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,6 +58,8 @@ class Settings:
             job_lease_seconds=float(_env("JOB_LEASE_SECONDS", "60") or "60"),
             job_max_attempts=int(_env("JOB_MAX_ATTEMPTS", "2") or "2"),
             max_epochs=int(epochs) if (epochs := _env("MAX_EPOCHS")) else None,
+            auto_training_delay=float(_env("AUTO_TRAINING_DELAY", "3600") or "3600"),
+            auto_training_day=float(_env("AUTO_TRAINING_DAY", "86400") or "86400"),
         )
 
     def with_overrides(self, **values: object) -> Settings:
@@ -83,6 +89,8 @@ class Settings:
             "PERTINENT_POLL_INTERVAL": str(self.poll_interval),
             "PERTINENT_JOB_LEASE_SECONDS": str(self.job_lease_seconds),
             "PERTINENT_JOB_MAX_ATTEMPTS": str(self.job_max_attempts),
+            "PERTINENT_AUTO_TRAINING_DELAY": str(self.auto_training_delay),
+            "PERTINENT_AUTO_TRAINING_DAY": str(self.auto_training_day),
         }
         if self.database_url:
             env["PERTINENT_DATABASE_URL"] = self.database_url

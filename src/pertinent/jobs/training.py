@@ -22,6 +22,7 @@ from pertinent.data.snapshot import (
 )
 from pertinent.data.streamed import events_frame, records_frame
 from pertinent.evaluation.metrics import evaluate
+from pertinent.jobs import autotrain
 from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
 from pertinent.recipes.base import Params, Recipe
 from pertinent.recipes.registry import get_recipe
@@ -269,3 +270,4 @@ def train(jc: JobContext, job: Job) -> None:
         doc["trainingHours"] = (time.time() - started) / 3600.0
         doc["tunedHPOParams"] = None
         Catalog.update(conn, arn, status=ACTIVE, doc=doc)
+        autotrain.follow_latest(conn, current)

@@ -16,7 +16,7 @@ import time
 import traceback
 
 from pertinent.config import Settings
-from pertinent.jobs import imports, lifecycle, training  # noqa: F401  (registers handlers)
+from pertinent.jobs import autotrain, imports, lifecycle, training  # noqa: F401
 from pertinent.jobs.base import HANDLERS, Defer, JobContext, JobFailed
 from pertinent.jobs.lifecycle import fail_campaign_update, mark_failed
 from pertinent.store.catalog import Catalog, Job
@@ -95,18 +95,35 @@ def reap(jc: JobContext) -> None:
             Catalog.finish(conn, job.id, error=reason)
 
 
+def start_automatic_training(jc: JobContext) -> None:
+    try:
+        with jc.catalog.read() as conn:
+            due = autotrain.any_due(conn, jc.settings)
+        if due:
+            with jc.catalog.write() as conn:
+                started = autotrain.schedule(conn, jc.settings)
+            for arn in started:
+                log.info("automatic training started: %s", arn)
+    except Exception:  # the schedule retries at the next check; never kill the worker
+        log.exception("automatic training check failed")
+
+
 def run(settings: Settings, stop: threading.Event, name: str | None = None) -> None:
     """Serve the queue until ``stop`` is set."""
     catalog = Catalog(settings.catalog_url)
     worker = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
     jc = JobContext(settings=settings, catalog=catalog, worker=worker)
-    last_reap = 0.0
+    last_reap = last_schedule = 0.0
+    schedule_every = max(settings.poll_interval, min(5.0, settings.auto_training_delay / 4))
     try:
         while not stop.is_set():
             now = time.time()
             if now - last_reap > min(5.0, settings.job_lease_seconds / 2):
                 reap(jc)
                 last_reap = now
+            if now - last_schedule > schedule_every:
+                start_automatic_training(jc)
+                last_schedule = now
             job = catalog.claim(worker)
             if job is None:
                 stop.wait(settings.poll_interval)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -12,6 +11,7 @@ from pertinent.errors import (
     LimitExceededException,
     ResourceInUseException,
 )
+from pertinent.jobs.autotrain import rate_days, version_resource
 from pertinent.recipes.base import Recipe
 from pertinent.recipes.registry import get_recipe
 from pertinent.resources._common import (
@@ -70,6 +70,10 @@ def _check_config(recipe_name: str, req: dict[str, Any]) -> None:
         )
     _check_events_config(recipe, config.get("eventsConfig"))
     _check_training_data_config(config.get("trainingDataConfig"))
+    try:
+        rate_days(config)
+    except ValueError as exc:
+        raise InvalidInputException(str(exc)) from None
 
 
 TRAINING_DATASETS = ("INTERACTIONS", "ITEMS", "USERS")
@@ -252,33 +256,11 @@ def create_solution_version(ctx: Context, req: dict[str, Any]) -> dict[str, Any]
             raise LimitExceededException(
                 f"More than {MAX_PENDING_VERSIONS} resources with PENDING or IN_PROGRESS status."
             )
-        version_id = secrets.token_hex(4)
-        arn = f"{solution_arn}/{version_id}"
-        ensure_new(conn, arn, VERSION_KIND)
-        doc = {
-            "name": req.get("name"),
-            "solutionVersionArn": arn,
-            "solutionArn": solution_arn,
-            "performHPO": solution.doc.get("performHPO"),
-            "performAutoML": solution.doc.get("performAutoML"),
-            "performIncrementalUpdate": solution.doc.get("performIncrementalUpdate"),
-            "recipeArn": solution.doc["recipeArn"],
-            "eventType": solution.doc.get("eventType"),
-            "datasetGroupArn": solution.doc["datasetGroupArn"],
-            "solutionConfig": solution.doc.get("solutionConfig"),
-            "trainingMode": mode,
-            "trainingType": "MANUAL",
-            "tags": tags_of(req),
-        }
-        res = new_resource(
-            ctx,
-            kind=VERSION_KIND,
-            arn=arn,
-            name=req.get("name") or version_id,
-            doc=doc,
-            parent_arn=solution_arn,
-            group_arn=solution.group_arn,
+        res = version_resource(
+            solution, mode=mode, training_type="MANUAL", name=req.get("name"), tags=tags_of(req)
         )
+        arn = res.arn
+        ensure_new(conn, arn, VERSION_KIND)
         Catalog.insert(conn, res)
         Catalog.enqueue(conn, "train", arn)
     return {"solutionVersionArn": arn}
