@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +11,14 @@ import polars as pl
 import pytest
 
 from pertinent.demo.generate import DemoData, generate
-from pertinent.testing import create_dataset, create_group, deploy, import_data, train
+from pertinent.testing import (
+    create_dataset,
+    create_group,
+    deploy,
+    import_data,
+    train,
+    wait_status,
+)
 
 USER_RECIPES = [
     "aws-user-personalization",
@@ -225,3 +233,48 @@ def test_same_data_same_seed_same_metrics(
         pz.get_solution_metrics(solutionVersionArn=r["solutionVersionArn"])["metrics"] for r in runs
     ]
     assert metrics[0] == metrics[1]
+
+
+def test_put_users_metadata_is_used_at_once(
+    pz: Any,
+    rt: Any,
+    server: Any,
+    group: str,
+    unique: Callable[[str], str],
+    deployed: Callable[..., str],
+) -> None:
+    version = _train(pz, group, "aws-user-personalization", unique("putusers"))
+    campaign = deployed(unique("putusers"), version["solutionVersionArn"])
+    tracker = pz.create_event_tracker(name=unique("putusers"), datasetGroupArn=group)
+    wait_status(
+        lambda: pz.describe_event_tracker(eventTrackerArn=tracker["eventTrackerArn"])[
+            "eventTracker"
+        ]
+    )
+    events = server.client("personalize-events")
+
+    def recs() -> list[str]:
+        items = rt.get_recommendations(campaignArn=campaign, userId="brand-new-user")["itemList"]
+        return [i["itemId"] for i in items]
+
+    lists = {}
+    for age in ("18-24", "65+"):
+        events.put_users(
+            datasetArn=_users_dataset(pz, group),
+            users=[
+                {
+                    "userId": "brand-new-user",
+                    "properties": json.dumps({"ageGroup": age, "membership": "free"}),
+                }
+            ],
+        )
+        lists[age] = recs()  # no wait: the 200 means it is committed and used
+    # The user's metadata moves the list, and the newest PutUsers wins.
+    assert lists["18-24"] != lists["65+"]
+    assert recs() == lists["65+"]
+    pz.delete_event_tracker(eventTrackerArn=tracker["eventTrackerArn"])
+
+
+def _users_dataset(pz: Any, group: str) -> str:
+    found = pz.list_datasets(datasetGroupArn=group)["datasets"]
+    return next(d["datasetArn"] for d in found if d["datasetType"].upper() == "USERS")

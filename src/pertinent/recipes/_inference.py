@@ -177,6 +177,7 @@ class SequentialModel(Model):
         self.ln_final = (state["ln_final.weight"].numpy(), state["ln_final.bias"].numpy())
         self.user_bag = _Bag(state, "user_meta", self.encoders["user"])
         self.context_bag = _Bag(state, "context_meta", self.encoders["context"])
+        self.uses_user_attributes = self.user_bag.active
         for array in (self.V, self.bias):
             array.setflags(write=False)
 
@@ -238,6 +239,9 @@ class SequentialModel(Model):
         return out
 
     def _user_row(self, query: Query) -> EncodedRows:
+        # Metadata sent after training (PutUsers) is the newer truth about the user.
+        if query.user_attributes:
+            return self.encoders["user"].encode_raw(query.user_attributes)
         if query.user is not None and 0 <= query.user < self.user_rows.n_rows:
             return self.user_rows.take(np.asarray([query.user], dtype=np.int64))
         return self.encoders["user"].encode_raw(query.user_attributes)

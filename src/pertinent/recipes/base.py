@@ -157,8 +157,8 @@ class Query:
     index of the user or None; ``item`` is the seed item of a related-items request or
     None when absent or unknown. ``context`` carries the request's contextual metadata
     (raw strings, e.g. ``{"DEVICE": "mobile"}``) and ``user_attributes`` a user's raw
-    metadata when the model never saw that user. ``exploration`` is set by campaigns of
-    exploring recipes.
+    metadata sent after training (PutUsers); when set it wins over what was trained.
+    ``exploration`` is set by campaigns of exploring recipes.
     """
 
     history: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
@@ -188,6 +188,9 @@ class Model(ABC):
     """A trained model. Instances must be safe to share between threads for reading."""
 
     n_items: int
+    # Whether ``Query.user_attributes`` can change an answer (user-metadata models): the
+    # campaign then looks up the user's newest PutUsers record for each request.
+    uses_user_attributes: bool = False
 
     @abstractmethod
     def recommend(self, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
 from pertinent.recipes.base import Exploration, LiveUpdatable, Model
@@ -23,7 +24,7 @@ from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog
-from pertinent.store.eventlog import recent_events, user_events
+from pertinent.store.eventlog import recent_events, record, user_events
 from pertinent.store.status import ACTIVE
 
 DEFAULT_RESULTS = 25
@@ -43,6 +44,8 @@ class Serving:
     # The model requests use: ``loaded.model``, or a copy that has counted the events
     # streamed since training, for models that can (trending lists).
     model: Model
+    # The group's dataset ARNs by type (INTERACTIONS, ITEMS, USERS), for Put records.
+    datasets: dict[str, str]
 
 
 class Runtime:
@@ -60,6 +63,10 @@ class Runtime:
             return cached
         with ctx.catalog.read() as conn:
             res = Catalog.get(conn, campaign_arn)
+            datasets = {}
+            if res is not None:
+                for ds in Catalog.children(conn, kind="dataset", group_arn=res.group_arn):
+                    datasets[str(ds.doc["datasetType"]).upper()] = ds.arn
         if res is None or res.kind != "campaign" or res.account_id != ctx.account_id:
             self._campaigns.pop(campaign_arn, None)
             raise ResourceNotFoundException(f"Could not find the campaign {campaign_arn}.")
@@ -78,6 +85,7 @@ class Runtime:
             loaded=loaded,
             fetched_at=now,
             model=self._with_live_events(ctx, loaded, str(res.group_arn)),
+            datasets=datasets,
         )
         with self._lock:
             self._campaigns[campaign_arn] = state
@@ -199,6 +207,18 @@ def _live_events(
     return [(r.item_id, r.timestamp) for r in rows]
 
 
+def _user_attributes(ctx: Context, serving: Serving, user_id: str | None) -> dict[str, str]:
+    """The user's newest PutUsers metadata, for models that read user metadata."""
+    users = serving.datasets.get("USERS")
+    if not user_id or users is None or not serving.model.uses_user_attributes:
+        return {}
+    with ctx.catalog.read() as conn:
+        found = record(conn, users, user_id)
+    if not found:
+        return {}
+    return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in found.items()}
+
+
 def _recommendation_id() -> str:
     return f"RID-{os.urandom(16).hex()}"
 
@@ -244,6 +264,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
         context=req.get("context"),
         exploration=_exploration(serving),
         live=_live_events(ctx, serving, user_id),
+        user_attributes=_user_attributes(ctx, serving, user_id),
     )
     ranked = serving.model.recommend(query, n)
     scores = None if ranked.scores is None else ranked.scores.tolist()
@@ -267,7 +288,10 @@ def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]
     known = [loaded.item_index[i] for i in requested if i in loaded.item_index]
     unknown = [i for i in requested if i not in loaded.item_index]
     query = loaded.query(
-        req["userId"], context=req.get("context"), live=_live_events(ctx, serving, req["userId"])
+        req["userId"],
+        context=req.get("context"),
+        live=_live_events(ctx, serving, req["userId"]),
+        user_attributes=_user_attributes(ctx, serving, req["userId"]),
     )
     ranking: list[dict[str, Any]] = []
     if known:

@@ -52,6 +52,7 @@ class LoadedModel:
         context: Mapping[str, str] | None = None,
         exploration: Exploration | None = None,
         live: Sequence[tuple[str | None, float]] = (),
+        user_attributes: Mapping[str, str] | None = None,
     ) -> Query:
         """The request in indices; ``live`` are (item id, time) events since training."""
         user = self.user_index.get(user_id) if user_id is not None else None
@@ -69,6 +70,7 @@ class LoadedModel:
             item=item,
             context=context or {},
             exploration=exploration,
+            user_attributes=user_attributes or {},
         )
 
     def metadata_columns(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -227,6 +228,18 @@ def records(conn: Connection, dataset_arn: str) -> list[sa.Row[Any]]:
         .order_by(put_records.c.updated_at)
     )
     return list(conn.execute(q))
+
+
+def record(conn: Connection, dataset_arn: str, record_id: str) -> dict[str, Any] | None:
+    """The newest PutItems/PutUsers properties of one id (schema column names), or None."""
+    q = sa.select(put_records.c.properties).where(
+        put_records.c.dataset_arn == dataset_arn, put_records.c.record_id == record_id
+    )
+    row = conn.execute(q).first()
+    if row is None:
+        return None
+    props: dict[str, Any] = orjson.loads(row[0]) if row[0] else {}
+    return props
 
 
 def drop_streamed(conn: Connection, group_arn: str, dataset_arn: str, dataset_type: str) -> None:
