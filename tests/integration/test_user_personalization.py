@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -78,6 +79,16 @@ def deployed(pz: Any) -> Iterator[Callable[..., str]]:
     yield make
     for arn in made:
         pz.delete_campaign(campaignArn=arn)
+
+
+@pytest.fixture(scope="module")
+def tracker(pz: Any, group: str) -> str:
+    """The group's event tracker (one per group), for PutEvents/PutItems/PutUsers."""
+    made = pz.create_event_tracker(name="up-shop-tracker", datasetGroupArn=group)
+    wait_status(
+        lambda: pz.describe_event_tracker(eventTrackerArn=made["eventTrackerArn"])["eventTracker"]
+    )
+    return str(made["trackingId"])
 
 
 def _train(pz: Any, group: str, recipe: str, name: str) -> dict[str, Any]:
@@ -240,17 +251,12 @@ def test_put_users_metadata_is_used_at_once(
     rt: Any,
     server: Any,
     group: str,
+    tracker: str,
     unique: Callable[[str], str],
     deployed: Callable[..., str],
 ) -> None:
     version = _train(pz, group, "aws-user-personalization", unique("putusers"))
     campaign = deployed(unique("putusers"), version["solutionVersionArn"])
-    tracker = pz.create_event_tracker(name=unique("putusers"), datasetGroupArn=group)
-    wait_status(
-        lambda: pz.describe_event_tracker(eventTrackerArn=tracker["eventTrackerArn"])[
-            "eventTracker"
-        ]
-    )
     events = server.client("personalize-events")
 
     def recs() -> list[str]:
@@ -272,9 +278,56 @@ def test_put_users_metadata_is_used_at_once(
     # The user's metadata moves the list, and the newest PutUsers wins.
     assert lists["18-24"] != lists["65+"]
     assert recs() == lists["65+"]
-    pz.delete_event_tracker(eventTrackerArn=tracker["eventTrackerArn"])
 
 
 def _users_dataset(pz: Any, group: str) -> str:
     found = pz.list_datasets(datasetGroupArn=group)["datasets"]
     return next(d["datasetArn"] for d in found if d["datasetType"].upper() == "USERS")
+
+
+def _dataset(pz: Any, group: str, kind: str) -> str:
+    found = pz.list_datasets(datasetGroupArn=group)["datasets"]
+    return next(d["datasetArn"] for d in found if d["datasetType"].upper() == kind)
+
+
+def test_put_items_new_items_are_recommendable_at_once(
+    pz: Any,
+    rt: Any,
+    server: Any,
+    shop: DemoData,
+    group: str,
+    tracker: str,
+    unique: Callable[[str], str],
+    deployed: Callable[..., str],
+) -> None:
+    up = _train(pz, group, "aws-user-personalization", unique("putitems"))
+    exploring = deployed(
+        unique("putitems-up"), up["solutionVersionArn"],
+        {"itemExplorationConfig": {"explorationWeight": "1", "explorationItemAgeCutOff": "5"}},
+    )  # fmt: skip
+    sims = _train(pz, group, "aws-sims", unique("putitems-sims"))
+    related = deployed(unique("putitems-sims"), sims["solutionVersionArn"])
+    readers = [u for u, t in shop.user_taste.items() if t[0] == "books"][:10]
+    live = "P-LIVE-0001"
+
+    def shown() -> int:
+        lists = [
+            rt.get_recommendations(campaignArn=exploring, userId=u)["itemList"] for u in readers
+        ]
+        return sum(live in {i["itemId"] for i in items} for items in lists)
+
+    assert shown() == 0  # not in the catalogue yet
+    server.client("personalize-events").put_items(
+        datasetArn=_dataset(pz, group, "ITEMS"),
+        items=[{"itemId": live, "properties": json.dumps({
+            "categoryL1": "books", "categoryL2": "fiction", "price": 9.5,
+            "creationTimestamp": 1_900_000_000, "productName": "A novel sent by PutItems",
+        })}],
+    )  # fmt: skip
+    time.sleep(1.2)  # campaigns re-read their catalogue at most once a second
+    assert shown() >= len(readers) // 2
+    # SIMS never saw it, yet its related items are its metadata neighbours at once.
+    similar = rt.get_recommendations(campaignArn=related, itemId=live, numResults=10)["itemList"]
+    assert len(similar) == 10
+    category = {**shop.item_category, NEW_ITEM: "books"}
+    assert all(category[i["itemId"]] == "books" for i in similar), similar

@@ -27,6 +27,7 @@ new explorable item first (best-matching by metadata first).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -178,6 +179,8 @@ class SequentialModel(Model):
         self.user_bag = _Bag(state, "user_meta", self.encoders["user"])
         self.context_bag = _Bag(state, "context_meta", self.encoders["context"])
         self.uses_user_attributes = self.user_bag.active
+        self.item_bag = _Bag(state, "item_meta", self.encoders["item"])
+        self.cold_bias = float(state["cold_bias"])
         for array in (self.V, self.bias):
             array.setflags(write=False)
 
@@ -186,7 +189,8 @@ class SequentialModel(Model):
     def _tokens(self, history: IntArray) -> npt.NDArray[np.int64]:
         """``[BOS, known history items]``, the newest ``max_len``."""
         h = np.asarray(history, dtype=np.int64)
-        h = h[(h >= 0) & (h < self.n_items)]
+        # Items added after training (``with_new_items``) have no token of their own.
+        h = h[(h >= 0) & (h < self.cfg.n_items)]
         tokens = np.concatenate(([self.cfg.bos], h))
         return tokens[-self.cfg.max_len :]
 
@@ -268,7 +272,7 @@ class SequentialModel(Model):
         logits += self.bias
         if self.knn is not None:
             knn = self.knn.scores([query.history for query in queries])
-            logits += np.float32(self.knn_weight) * knn
+            logits[:, : knn.shape[1]] += np.float32(self.knn_weight) * knn
         if self.exploration is not None and bool(self.meta.get("explore")):
             for row, query in enumerate(queries):
                 self._explore(logits[row], query)
@@ -291,6 +295,32 @@ class SequentialModel(Model):
         spread = float(logits.std()) or 1.0
         bonus = self.exploration.bonus(float(exp.item_age_cutoff_days))
         logits += np.float32(factor * _EXPLORATION_SIGMAS * spread) * bonus
+
+    def with_new_items(self, attributes: Sequence[Mapping[str, str]]) -> SequentialModel:
+        """A copy that also knows items added after training (PutItems), appended as
+        indices ``n_items, n_items + 1, ...``: scored by their metadata alone with the cold
+        bias, as never-interacted catalogue items are, and brand-new for exploration."""
+        if not attributes:
+            return self
+        n_new = len(attributes)
+        encoder = self.encoders["item"]
+        vec = np.zeros((n_new, self.V.shape[1]), dtype=np.float32)
+        if self.item_bag.active:
+            rows = [encoder.encode_raw(a) for a in attributes]
+            vec = self.item_bag.embed(_stack(rows, encoder.n_numeric))
+        new = copy.copy(self)
+        new.V = np.ascontiguousarray(np.vstack([self.V, vec]))
+        new.bias = np.concatenate([self.bias, np.full(n_new, self.cold_bias, dtype=np.float32)])
+        new.n_items = self.n_items + n_new
+        if self.exploration is not None:
+            zeros = np.zeros(n_new, dtype=np.float32)
+            ex = self.exploration
+            new.exploration = ExplorationStats(
+                np.concatenate([ex.age_days, zeros]),
+                np.concatenate([ex.interactions, zeros]),
+                np.concatenate([ex.impressions, zeros]),
+            )
+        return new
 
     # --- the Model interface ----------------------------------------------------------
 
@@ -317,7 +347,8 @@ class SequentialModel(Model):
         logits = self.V[idx] @ q + self.bias[idx]
         if self.knn is not None:
             knn = self.knn.scores([query.history])[0]
-            logits += np.float32(self.knn_weight) * knn[idx]
+            trained = idx < knn.shape[0]
+            logits[trained] += np.float32(self.knn_weight) * knn[idx[trained]]
         # Softmax over the known candidates only (spec §5.2); unknown ones score 0.
         e = np.exp(logits.astype(np.float64) - logits.max())
         out[known] = (e / e.sum()).astype(np.float32)

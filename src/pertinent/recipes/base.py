@@ -235,6 +235,17 @@ class LiveUpdatable(Protocol):
     def with_recent(self, items: IntArray, times: npt.NDArray[np.int64]) -> Model: ...
 
 
+@runtime_checkable
+class CatalogExtendable(Protocol):
+    """A model that can take items added after its training (PutItems) without a retrain.
+
+    ``with_new_items`` gets each new item's raw metadata (column -> string) and returns a
+    model whose indices ``n_items, n_items + 1, ...`` are those items, in that order.
+    """
+
+    def with_new_items(self, attributes: Sequence[Mapping[str, str]]) -> Model: ...
+
+
 # ``Recipe.Params`` names the subclass's model; inside the class body that name shadows
 # this base, so annotations use the alias.
 _ParamsBase = Params

@@ -11,20 +11,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import orjson
 
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
-from pertinent.recipes.base import Exploration, LiveUpdatable, Model
+from pertinent.recipes.base import CatalogExtendable, Exploration, LiveUpdatable, Model
 from pertinent.resources._common import Context
 from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog
-from pertinent.store.eventlog import recent_events, record, user_events
+from pertinent.store.eventlog import recent_events, record, records_since, user_events
 from pertinent.store.status import ACTIVE
 
 DEFAULT_RESULTS = 25
@@ -55,6 +55,8 @@ class Runtime:
         self.models = ModelCache()
         self._campaigns: dict[str, Serving] = {}
         self._lock = threading.Lock()
+        # Per solution version: (which Put records it reflects, the extended model).
+        self._extended: dict[str, tuple[tuple[int, float], LoadedModel]] = {}
 
     def serving(self, ctx: Context, campaign_arn: str) -> Serving:
         now = time.monotonic()
@@ -77,6 +79,7 @@ class Runtime:
             )
         version_arn = res.doc["_servingVersionArn"]
         loaded = self.models.get(version_arn, artifacts.version_dir(ctx.settings, version_arn))
+        loaded = self._with_new_items(ctx, version_arn, loaded, datasets.get("ITEMS"))
         state = Serving(
             campaign_arn=campaign_arn,
             group_arn=str(res.group_arn),
@@ -90,6 +93,40 @@ class Runtime:
         with self._lock:
             self._campaigns[campaign_arn] = state
         return state
+
+    def _with_new_items(
+        self, ctx: Context, version_arn: str, loaded: LoadedModel, items_arn: str | None
+    ) -> LoadedModel:
+        """``loaded`` plus the items PutItems added since training, for models that can
+        take them (they are recommendable, and explored, at once)."""
+        if items_arn is None or not isinstance(loaded.model, CatalogExtendable):
+            return loaded
+        with ctx.catalog.read() as conn:
+            rows = records_since(conn, items_arn, loaded.trained_from)
+        new = [(r[0], r[1]) for r in rows if r[0] not in loaded.item_index]
+        key = (len(new), max((r[2] for r in rows), default=0.0))
+        cached = self._extended.get(version_arn)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if not new:
+            return loaded
+        attributes = [
+            {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in props.items()}
+            for _, props in new
+        ]
+        ids = loaded.item_ids + [i for i, _ in new]
+        extended = replace(
+            loaded,
+            model=loaded.model.with_new_items(attributes),
+            item_ids=ids,
+            item_index={
+                **loaded.item_index,
+                **{i: len(loaded.item_ids) + k for k, (i, _) in enumerate(new)},
+            },
+        )
+        with self._lock:
+            self._extended[version_arn] = (key, extended)
+        return extended
 
     @staticmethod
     def _with_live_events(ctx: Context, loaded: LoadedModel, group_arn: str) -> Model:
@@ -147,7 +184,9 @@ def _metadata_columns(serving: Serving, req: dict[str, Any]) -> list[tuple[str, 
     for name in names:
         stored = columns.get(name.upper())
         if stored is None:
-            known = ", ".join(sorted(columns.values())) or "none (no Items dataset was trained on)"
+            known = (
+                ", ".join(sorted(set(columns.values()))) or "none (no Items dataset was trained on)"
+            )
             raise InvalidInputException(
                 f"Unknown metadata column {name!r}; the Items dataset has: {known}."
             )
@@ -182,7 +221,7 @@ def _items(
     for name, stored in columns:
         values = loaded.metadata(stored)
         for entry, i in zip(out, indices, strict=True):
-            value = values[i]
+            value = values[i] if i < len(values) else None  # added by PutItems: none stored
             if value is not None:
                 entry.setdefault("metadata", {})[name] = value
     return out
@@ -217,6 +256,19 @@ def _user_attributes(ctx: Context, serving: Serving, user_id: str | None) -> dic
     if not found:
         return {}
     return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in found.items()}
+
+
+def _new_item_neighbours(ctx: Context, serving: Serving, item_id: str, n: int) -> list[int] | None:
+    """Related items of an item PutItems added after training, by shared metadata; None
+    when the item is unknown there too (then the model's own fallback answers)."""
+    items = serving.datasets.get("ITEMS")
+    if items is None:
+        return None
+    with ctx.catalog.read() as conn:
+        found = record(conn, items, item_id)
+    if not found:
+        return None
+    return serving.loaded.metadata_neighbours(found, n) or None
 
 
 def _recommendation_id() -> str:
@@ -258,6 +310,11 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
             f"The campaign {campaign_arn} uses {loaded.recipe_name}: call GetPersonalizedRanking."
         )
     columns = _metadata_columns(serving, req)
+    if kind == "RELATED_ITEMS" and item_id not in loaded.item_index:
+        fresh = _new_item_neighbours(ctx, serving, str(item_id), n)
+        if fresh is not None:
+            return {"itemList": _items(loaded, fresh, None, columns),
+                    "recommendationId": _recommendation_id()}  # fmt: skip
     query = loaded.query(
         user_id,
         item_id if kind == "RELATED_ITEMS" else None,

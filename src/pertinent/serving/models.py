@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,8 @@ class LoadedModel:
     event_cutoff: int = 0
     _metadata: dict[str, list[str | None]] = field(default_factory=dict)
     _columns: dict[str, str] | None = None
+    _tokens: dict[str, dict[str, npt.NDArray[np.int64]]] = field(default_factory=dict)
+    trained_from: float = 0.0  # when training started: later PutItems may be new items
 
     def history(self, user: int | None) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         if user is None:
@@ -78,7 +81,46 @@ class LoadedModel:
         if self._columns is None:
             names = pl.read_parquet_schema(self.items_path) if self.items_path else {}
             self._columns = {n.upper(): n for n in names if n.upper() != "ITEM_ID"}
+            # Put records spell columns as their schema does, or camelCase: match both.
+            self._columns.update({k.replace("_", ""): v for k, v in list(self._columns.items())})
         return self._columns
+
+    def metadata_neighbours(self, attributes: Mapping[str, Any], n: int) -> list[int]:
+        """Catalogue items sharing the most metadata values with an item the model never
+        saw (PutItems after training): the related items of a brand-new item. Values
+        are the ``|``-separated tokens of string columns; ties go to the popular."""
+        scores = np.zeros(len(self.item_ids), dtype=np.float64)
+        columns = self.metadata_columns()
+        for key, raw in attributes.items():
+            stored = columns.get(key.upper().replace("_", "")) or columns.get(key.upper())
+            if stored is None or not isinstance(raw, str):
+                continue
+            index = self._token_index(stored)
+            for token in {t.strip().lower() for t in raw.split("|")}:
+                found = index.get(token)
+                if found is not None:
+                    scores[found] += 1.0
+        if not scores.any():
+            return []
+        popular = self.model.recommend(Query(), len(self.item_ids)).items
+        tiebreak = np.zeros_like(scores)
+        tiebreak[popular] = np.linspace(0.5, 0.0, popular.shape[0], endpoint=False)
+        scores += np.where(scores > 0, tiebreak, 0.0)
+        order = np.argsort(-scores, kind="stable")[:n]
+        return [int(i) for i in order if scores[i] > 0]
+
+    def _token_index(self, column: str) -> dict[str, npt.NDArray[np.int64]]:
+        found = self._tokens.get(column)
+        if found is None:
+            owners: dict[str, list[int]] = {}
+            for i, value in enumerate(self.metadata(column)):
+                if value is None:
+                    continue
+                for token in {t.strip().lower() for t in value.split("|")}:
+                    owners.setdefault(token, []).append(i)
+            found = {t: np.asarray(v, dtype=np.int64) for t, v in owners.items()}
+            self._tokens[column] = found
+        return found
 
     def metadata(self, column: str) -> list[str | None]:
         """One Items column as strings, row i = item i (loaded on first use, then cached)."""
@@ -111,6 +153,7 @@ def load(directory: Path) -> LoadedModel:
         history_times=times,
         items_path=items_path if items_path.exists() else None,
         event_cutoff=int(meta.get("event_cutoff", 0)),
+        trained_from=float(meta.get("trained_at", 0.0)) - float(meta.get("training_seconds", 0.0)),
     )
 
 

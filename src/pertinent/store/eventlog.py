@@ -242,6 +242,18 @@ def record(conn: Connection, dataset_arn: str, record_id: str) -> dict[str, Any]
     return props
 
 
+def records_since(
+    conn: Connection, dataset_arn: str, after: float
+) -> list[tuple[str, dict[str, Any], float]]:
+    """(id, properties, time) of a dataset's Put records written after ``after``."""
+    q = (
+        sa.select(put_records.c.record_id, put_records.c.properties, put_records.c.updated_at)
+        .where(put_records.c.dataset_arn == dataset_arn, put_records.c.updated_at > after)
+        .order_by(put_records.c.updated_at, put_records.c.record_id)
+    )
+    return [(r[0], orjson.loads(r[1]) if r[1] else {}, float(r[2])) for r in conn.execute(q)]
+
+
 def drop_streamed(conn: Connection, group_arn: str, dataset_arn: str, dataset_type: str) -> None:
     """Forget what was streamed into a dataset that is being deleted."""
     if dataset_type == "INTERACTIONS":
