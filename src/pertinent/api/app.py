@@ -33,6 +33,7 @@ from pertinent.errors import (
 )
 from pertinent.resources import OPERATIONS
 from pertinent.resources._common import Context
+from pertinent.resources.actions import put_action_interactions, put_actions
 from pertinent.resources.events import EventsService, put_events, put_items, put_users
 from pertinent.resources.runtime import Runtime, get_personalized_ranking, get_recommendations
 from pertinent.store.catalog import Catalog
@@ -154,6 +155,10 @@ REST_ROUTES: dict[str, RestRoute] = {
     "/events": RestRoute(EVENTS, "PutEvents", put_events, "events"),
     "/items": RestRoute(EVENTS, "PutItems", put_items, "events"),
     "/users": RestRoute(EVENTS, "PutUsers", put_users, "events"),
+    "/actions": RestRoute(EVENTS, "PutActions", put_actions, "events"),
+    "/action-interactions": RestRoute(
+        EVENTS, "PutActionInteractions", put_action_interactions, "events"
+    ),
 }
 
 

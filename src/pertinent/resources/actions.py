@@ -1,0 +1,111 @@
+"""PutActions and PutActionInteractions (spec §6): the Actions side of the events API.
+
+Both are validated against the group's Actions / Action interactions dataset schema
+like PutItems and PutEvents, and committed through the same group-commit writer before
+the 200 (durable). They land in ``put_records``: actions one row per ``actionId`` (the
+newest write wins), action interactions one row per event, keyed by ``eventId`` (so
+a client's retry of the same event is stored once) or a generated id.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from pertinent.data.schema import normalize_name, parse_schema
+from pertinent.errors import InvalidInputException
+from pertinent.resources._common import Context
+from pertinent.resources.event_trackers import tracker_by_tracking_id
+from pertinent.resources.events import (
+    EventsService,
+    Target,
+    _properties,
+    _record_rows,
+    check_properties,
+)
+from pertinent.store.catalog import Catalog
+
+# Action-interaction columns filled from the request's own members, never properties.
+_OWN_COLUMNS = frozenset(
+    normalize_name(c)
+    for c in ("USER_ID", "ACTION_ID", "TIMESTAMP", "EVENT_TYPE", "IMPRESSION", "RECOMMENDATION_ID")
+)
+
+
+async def put_actions(ctx: Context, service: EventsService, req: dict[str, Any]) -> dict[str, Any]:
+    target = service.dataset_target(ctx, req["datasetArn"], "ACTIONS")
+    rows = _record_rows(target, req["actions"], "actionId", "ACTION_ID", "actions")
+    await service.writer.write(record_rows=rows)
+    return {}
+
+
+def _action_target(ctx: Context, service: EventsService, tracking_id: str) -> Target:
+    key = f"actions:{tracking_id}"
+    found = service._cached(key)
+    if found is not None:
+        return found
+    with ctx.catalog.read() as conn:
+        tracker = tracker_by_tracking_id(conn, tracking_id)
+        if tracker is None or tracker.account_id != ctx.account_id:
+            raise InvalidInputException(
+                f"No event tracker has the trackingId {tracking_id!r}; CreateEventTracker "
+                "returns the trackingId to use."
+            )
+        group_arn = tracker.doc["datasetGroupArn"]
+        dataset = next(
+            (
+                d
+                for d in Catalog.children(conn, kind="dataset", group_arn=group_arn)
+                if d.doc["datasetType"] == "ACTION_INTERACTIONS"
+            ),
+            None,
+        )
+        if dataset is None:
+            raise InvalidInputException(
+                f"The dataset group {group_arn} has no Action interactions dataset to record "
+                "action interactions in; create one (datasetType ACTION_INTERACTIONS) first."
+            )
+        schema = Catalog.get(conn, dataset.doc["schemaArn"])
+    assert schema is not None
+    target = Target(group_arn, dataset.arn, parse_schema(schema.doc["schema"]), time.monotonic())
+    return service._remember(key, target)
+
+
+async def put_action_interactions(
+    ctx: Context, service: EventsService, req: dict[str, Any]
+) -> dict[str, Any]:
+    target = _action_target(ctx, service, req["trackingId"])
+    now = time.time()
+    rows = []
+    for i, raw in enumerate(req["actionInteractions"]):
+        where = f"actionInteractions.{i + 1}"
+        props = _properties(raw.get("properties"), where)
+        user_id = raw.get("userId")
+        user_field = target.schema.field("USER_ID")
+        if user_id is None and user_field is not None and not user_field.nullable:
+            raise InvalidInputException(f"{where}.userId is required by the schema.")
+        columns = check_properties(target.schema, props, where, skip=_OWN_COLUMNS, require=True)
+        impression = raw.get("impression")
+        record = {
+            "USER_ID": user_id,
+            "SESSION_ID": raw["sessionId"],
+            "ACTION_ID": raw["actionId"],
+            "TIMESTAMP": float(raw["timestamp"]),
+            "EVENT_TYPE": raw["eventType"],
+            "RECOMMENDATION_ID": raw.get("recommendationId"),
+            "IMPRESSION": "|".join(impression) if impression else None,
+            **columns,
+        }
+        rows.append(
+            {
+                "dataset_arn": target.dataset_arn,
+                "record_id": raw.get("eventId") or f"ai-{uuid.uuid4().hex}",
+                "properties": orjson.dumps(record).decode(),
+                "updated_at": now,
+            }
+        )
+    await service.writer.write(record_rows=rows)
+    return {}
