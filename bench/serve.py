@@ -7,6 +7,13 @@ the HTTP stack itself sets, measured in the same run. Client and server CPU time
 both recorded, since on a 2-core box the load generator competes with the server.
 
     .venv/bin/python bench/serve.py [--duration 10] [--connections 16]
+    .venv/bin/python bench/serve.py --scenario up   # user-personalization, 100k items
+
+``--scenario up`` trains aws-user-personalization (hidden_dimension 64) on a generated
+catalogue of ``--up-items`` (100k) items and drives it beside bench/numpy_server.py, a
+bare uvicorn + numpy scorer of the same size and width: the floor for answering with a
+d=64 model over 100k items. Training runs one epoch there (PERTINENT_MAX_EPOCHS=1):
+this measures serving, not quality (bench/quality.py does that).
 
 Prints a table and writes bench/results/serve.json.
 """
@@ -20,6 +27,7 @@ import random
 import re
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -124,6 +132,74 @@ def setup(server: ServerProcess, work: Path, args: argparse.Namespace) -> dict[s
     }
 
 
+def setup_up(server: ServerProcess, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    data = generate(work / "data", users=args.up_users, items=args.up_items, seed=1)
+    pz = server.client("personalize")
+    group = create_group(pz, "bench-serve-up")
+    for kind, schema, path in (
+        ("Interactions", data.interactions_schema, data.interactions_csv),
+        ("Items", data.items_schema, data.items_csv),
+    ):
+        ds = create_dataset(pz, group, f"bench-up-{kind.lower()}", kind, schema)
+        job = import_data(pz, ds, f"bench-up-{kind.lower()}", path.as_uri())
+        assert job["status"] == "ACTIVE", job
+    config = {"algorithmHyperParameters": {"hidden_dimension": "64"}}
+    version = train(pz, group, "bench-up", "aws-user-personalization", config, timeout=3600)
+    assert version["status"] == "ACTIVE", version
+    campaign = deploy(pz, "bench-up", version["solutionVersionArn"])
+    return {"campaign": campaign, "users": list(data.user_taste)}
+
+
+def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dict[str, Any]:
+    rng = random.Random(0)
+    rows: dict[str, Any] = {}
+    env = {"PERTINENT_MAX_EPOCHS": "1"}
+    with ServerProcess(work / "server-up", env=env) as server:
+        ready = setup_up(server, work, args)
+        ids = ",".join(f'"{i}"' for i in rng.sample(ready["users"], 2000))
+        script = work / "up.lua"
+        script.write_text(LUA % {"ids": ids, "arn": ready["campaign"], "key": "userId"})
+        rows["/ping (HTTP floor)"] = run_wrk(server, "/ping", None, args)
+        name = f"GetRecommendations aws-user-personalization ({args.up_items // 1000}k items)"
+        rows[name] = run_wrk(server, "/", script, args)
+    bare = _numpy_server(work, args)
+    try:
+        name = f"bare numpy scorer ({args.up_items // 1000}k items, d=64)"
+        rows[name] = run_wrk(bare, "/recommendations", script, args)
+    finally:
+        bare.stop()
+    return rows
+
+
+class _Bare(ServerProcess):
+    """bench/numpy_server.py in a child process, started and stopped as a server is."""
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("numpy_server.py")),
+                 "--port", str(self.port), "--items", str(self.items), "--dim", "64"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"numpy_server did not start: {self.log.read_text()[-2000:]}")
+
+    items = 100_000
+
+
+def _numpy_server(work: Path, args: argparse.Namespace) -> ServerProcess:
+    bare = _Bare(work / "bare")
+    bare.items = args.up_items
+    return bare.start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20_000)
@@ -131,6 +207,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scenario", choices=("basic", "up"), default="basic")
+    parser.add_argument("--up-items", type=int, default=100_000)
+    parser.add_argument("--up-users", type=int, default=20_000)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
@@ -138,6 +217,10 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pertinent-bench-serve-"))
     rng = random.Random(0)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "args": vars(args)}
+    if args.scenario == "up":
+        _report(run_up(args, work, results), results, "serve_up.json", "/ping (HTTP floor)")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     with ServerProcess(work / "server") as server:
         ready = setup(server, work, args)
         rows = {"baseline /ping (HTTP floor)": run_wrk(server, "/ping", None, args)}
@@ -149,6 +232,11 @@ def main() -> None:
             script = work / f"{recipe}.lua"
             script.write_text(LUA % {"ids": ids, "arn": ready["campaigns"][recipe], "key": key})
             rows[f"GetRecommendations {recipe}"] = run_wrk(server, "/", script, args)
+    _report(rows, results, "serve.json", "baseline /ping (HTTP floor)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _report(rows: dict[str, Any], results: dict[str, Any], out: str, baseline: str) -> None:
     results["rows"] = rows
     header = (
         f"{'path':44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv µs/req':>10} "
@@ -161,13 +249,12 @@ def main() -> None:
             f"{r['server_cpu_us_per_request']:10.0f} {r['client_cpu_us_per_request']:10.0f} "
             f"{r['errors']:6.0f}"
         )
-    base = rows["baseline /ping (HTTP floor)"]["rps"]
+    base = rows[baseline]["rps"]
     for r in rows.values():
         r["ratio_to_baseline"] = r["rps"] / base if base else 0.0
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written {RESULTS / 'serve.json'}")
-    shutil.rmtree(work, ignore_errors=True)
+    (RESULTS / out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {RESULTS / out}")
 
 
 if __name__ == "__main__":

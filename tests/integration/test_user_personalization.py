@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -331,3 +332,56 @@ def test_put_items_new_items_are_recommendable_at_once(
     assert len(similar) == 10
     category = {**shop.item_category, NEW_ITEM: "books"}
     assert all(category[i["itemId"]] == "books" for i in similar), similar
+
+
+def test_update_brings_streamed_items_into_the_model(
+    pz: Any,
+    rt: Any,
+    server: Any,
+    shop: DemoData,
+    group: str,
+    tracker: str,
+    unique: Callable[[str], str],
+    deployed: Callable[..., str],
+) -> None:
+    full = _train(pz, group, "aws-user-personalization", unique("update"))
+    solution = full["solutionArn"]
+    with pytest.raises(pz.exceptions.InvalidInputException, match="UPDATE"):
+        sims = pz.create_solution(
+            name=unique("update-sims"), datasetGroupArn=group,
+            recipeArn="arn:aws:personalize:::recipe/aws-sims",
+        )["solutionArn"]  # fmt: skip
+        pz.create_solution_version(solutionArn=sims, trainingMode="UPDATE")
+    readers = [u for u, t in shop.user_taste.items() if t[0] == "books"]
+    others = [u for u, t in shop.user_taste.items() if "books" not in t]
+    streamed = "P-STREAM-0001"
+    events = server.client("personalize-events")
+    for user in readers[:40]:
+        events.put_events(
+            trackingId=tracker, userId=user, sessionId=f"s-{user}",
+            eventList=[{"eventType": "purchase", "itemId": streamed, "sentAt": 1_900_000_000}],
+        )  # fmt: skip
+    version = pz.create_solution_version(solutionArn=solution, trainingMode="UPDATE")
+    updated = wait_status(
+        lambda: pz.describe_solution_version(
+            solutionVersionArn=version["solutionVersionArn"])["solutionVersion"],
+    )  # fmt: skip
+    assert updated["status"] == "ACTIVE", updated.get("failureReason")
+    assert updated["trainingMode"] == "UPDATE"
+    metrics = [
+        pz.get_solution_metrics(solutionVersionArn=v["solutionVersionArn"])["metrics"]
+        for v in (full, updated)
+    ]
+    assert metrics[0] == metrics[1]  # an update reports the version it continues
+    campaign = deployed(unique("update"), updated["solutionVersionArn"],
+                        {"itemExplorationConfig": {"explorationWeight": "0"}})  # fmt: skip
+
+    def position(user: str) -> int:
+        items = rt.get_recommendations(campaignArn=campaign, userId=user, numResults=500)
+        ids = [i["itemId"] for i in items["itemList"]]
+        return ids.index(streamed)
+
+    # The model learnt the streamed item from who took it up: readers get it far higher.
+    reader_pos = np.mean([position(u) for u in readers[40:60]])
+    other_pos = np.mean([position(u) for u in others[:20]])
+    assert reader_pos < other_pos / 2, (reader_pos, other_pos)

@@ -23,9 +23,11 @@ from pertinent.recipes.base import (
     Query,
     Recipe,
     TrainingData,
+    WarmStart,
 )
 from pertinent.recipes.registry import TRAINABLE
 from pertinent.recipes.user_personalization import (
+    UPDATE_EPOCHS,
     PersonalizedRanking,
     PersonalizedRankingV2,
     SequentialModel,
@@ -580,3 +582,58 @@ def test_blend_weight_is_tuned_on_validation(data: TrainingData) -> None:
     assert isinstance(model, SequentialModel)
     assert model.meta["knn_weight"] in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
     assert (model.knn is None) == (model.meta["knn_weight"] == 0.0)
+
+
+def _with_new_item(data: TrainingData) -> TrainingData:
+    """block_data plus item 23, which every block-0 user meets last."""
+    inter = data.interactions
+    fans = np.unique(inter.user[inter.item < ITEMS_PER_BLOCK])
+    rows = [(int(u), int(t)) for u, t in zip(inter.user, inter.timestamp, strict=True)]
+    extra = [(int(u), max(t for v, t in rows if v == u) + 1) for u in fans]
+    user = np.concatenate([inter.user, np.asarray([u for u, _ in extra], dtype=np.int32)])
+    item = np.concatenate([inter.item, np.full(len(extra), inter.n_items, dtype=np.int32)])
+    time = np.concatenate([inter.timestamp, np.asarray([t for _, t in extra], dtype=np.int64)])
+    order = np.lexsort((time, user))
+    return TrainingData(
+        Interactions(
+            user=user[order], item=item[order], timestamp=time[order],
+            n_users=inter.n_users, n_items=inter.n_items + 1,
+        ),
+        seed=data.seed,
+    )  # fmt: skip
+
+
+def test_update_continues_the_previous_model_with_new_items(data: TrainingData) -> None:
+    previous = fit(data)
+    newer = _with_new_item(data)
+    item_map = np.append(np.arange(data.n_items), -1).astype(np.int32)
+
+    def update(warm: bool) -> tuple[SequentialModel, int]:
+        recipe = make(UserPersonalization)
+        polls: list[int] = []
+        recipe.stop_requested = lambda: bool(polls.append(1))
+        if warm:
+            recipe.warm_start = WarmStart(previous, item_map)
+        model = recipe.fit(newer)
+        assert isinstance(model, SequentialModel)
+        return model, len(polls)
+
+    updated, polls = update(warm=True)
+    assert polls <= UPDATE_EPOCHS + 1  # a few epochs, not a full training
+    assert updated.n_items == data.n_items + 1
+    new_item = data.n_items
+
+    def block_of(u: int) -> set[int]:
+        block = int(data.interactions.item[data.interactions.user == u][0]) // ITEMS_PER_BLOCK
+        return set(range(block * ITEMS_PER_BLOCK, (block + 1) * ITEMS_PER_BLOCK))
+
+    def top(model: SequentialModel, u: int, n: int) -> set[int]:
+        return set(model.recommend(Query(user=u, history=user_history(data, u)), n).items.tolist())
+
+    # The new item joins the lists of the users who took it up, and only theirs...
+    assert new_item in top(updated, 0, ITEMS_PER_BLOCK + 1)
+    assert all(new_item not in top(updated, u, ITEMS_PER_BLOCK) for u in (13, 23, 31))
+    # ...and what the previous model knew is kept, which as few epochs from scratch miss.
+    assert all(top(updated, u, ITEMS_PER_BLOCK) == block_of(u) for u in (13, 23, 31))
+    scratch, _ = update(warm=False)
+    assert not all(top(scratch, u, ITEMS_PER_BLOCK) == block_of(u) for u in (13, 23, 31))

@@ -24,7 +24,7 @@ from pertinent.data.streamed import events_frame, records_frame
 from pertinent.evaluation.metrics import evaluate
 from pertinent.jobs import autotrain
 from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
-from pertinent.recipes.base import Params, Recipe
+from pertinent.recipes.base import Params, Recipe, WarmStart
 from pertinent.recipes.registry import get_recipe
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog, Job, Resource
@@ -137,6 +137,31 @@ def _recipe(jc: JobContext, recipe_cls: type[Recipe], params: Params, arn: str) 
     return recipe
 
 
+def _update_base(jc: JobContext, version: Resource) -> Resource:
+    """The newest ACTIVE version of the solution, which an UPDATE continues."""
+    with jc.catalog.read() as conn:
+        active = Catalog.children(
+            conn, kind="solution-version", parent_arn=version.parent_arn, statuses=(ACTIVE,)
+        )
+    if not active:
+        raise JobFailed(
+            "Create failed. trainingMode UPDATE needs an ACTIVE solution version of the same "
+            "solution to update; create a FULL version first."
+        )
+    return active[0]
+
+
+def _warm_start(
+    jc: JobContext, base: Resource, recipe_cls: type[Recipe], snap: Snapshot
+) -> WarmStart:
+    directory = artifacts.version_dir(jc.settings, base.arn)
+    previous = {
+        item: i for i, item in enumerate(artifacts.read_ids(directory / "item_ids.parquet"))
+    }
+    item_map = np.asarray([previous.get(i, -1) for i in snap.item_ids], dtype=np.int32)
+    return WarmStart(recipe_cls.ModelClass.load(directory / "model"), item_map)
+
+
 def _checkpoint(jc: JobContext, arn: str) -> None:
     with jc.catalog.write() as conn:
         res = Catalog.get(conn, arn)
@@ -246,9 +271,18 @@ def train(jc: JobContext, job: Job) -> None:
             config.get("algorithmHyperParameters"), config.get("featureTransformationParameters")
         )
         _checkpoint(jc, arn)
-        metrics = evaluate(_recipe(jc, recipe_cls, params, arn), snap.data, seed=SEED)
+        base = _update_base(jc, version) if version.doc.get("trainingMode") == "UPDATE" else None
+        if base is None:
+            metrics = evaluate(_recipe(jc, recipe_cls, params, arn), snap.data, seed=SEED)
+        else:
+            # Measuring an update would re-split data the previous model already saw; an
+            # update reports the metrics of the FULL version it continues.
+            metrics = dict(base.doc.get("_metrics") or {})
         _checkpoint(jc, arn)
-        model = _recipe(jc, recipe_cls, params, arn).fit(snap.data)
+        recipe = _recipe(jc, recipe_cls, params, arn)
+        if base is not None:
+            recipe.warm_start = _warm_start(jc, base, recipe_cls, snap)
+        model = recipe.fit(snap.data)
         _checkpoint(jc, arn)
         directory.parent.mkdir(parents=True, exist_ok=True)
         _write_model(directory, snap, model, recipe_cls, started, event_cutoff)

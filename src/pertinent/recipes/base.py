@@ -222,6 +222,15 @@ class Model(ABC):
         """Read a model written by ``save``."""
 
 
+@dataclass(frozen=True)
+class WarmStart:
+    """A previous model to continue from; ``item_map[i]`` is the previous index of this
+    data's item ``i``, or -1 for an item the previous model never had."""
+
+    model: Model
+    item_map: IntArray
+
+
 @runtime_checkable
 class LiveUpdatable(Protocol):
     """A model that can count interactions streamed after its training without a retrain.
@@ -265,6 +274,9 @@ class Recipe(ABC):
         # An operator's cap on epochs (PERTINENT_MAX_EPOCHS) for recipes that train in
         # epochs; None leaves the choice to the recipe.
         self.max_epochs: int | None = None
+        # trainingMode UPDATE: the previous version's model to start from, for recipes
+        # that can (others ignore it and train from scratch).
+        self.warm_start: WarmStart | None = None
 
     @classmethod
     def parse_params(

@@ -41,10 +41,10 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, ValidationInfo, field_validator
 
-from pertinent.recipes._features import FeatureEncoder
+from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._inference import ExplorationStats, SequentialModel
 from pertinent.recipes._knn import ItemKNN
-from pertinent.recipes.base import Model, Params, Recipe, RecipeType, TrainingData
+from pertinent.recipes.base import Model, Params, Recipe, RecipeType, TrainingData, WarmStart
 
 if TYPE_CHECKING:
     import torch
@@ -69,6 +69,12 @@ SAMPLED_NEGATIVES = 2_048
 # Epoch budget: about this many target events seen in total (early stopping ends sooner).
 TARGET_EVENTS_BUDGET = 30_000_000
 V2_DIM, V2_MAX_LEN = 64, 64
+# An update (trainingMode UPDATE) fine-tunes the previous model for at most this many
+# epochs, stopping at the first that does not improve validation.
+UPDATE_EPOCHS = 3
+# ...at this fraction of the learning rate: a fresh optimiser at full rate would shake
+# the trained weights before the new items' rows have learnt anything.
+UPDATE_LR_SCALE = 0.2
 
 
 class UserPersonalizationParams(Params):
@@ -186,11 +192,18 @@ class _SequenceRecipe(Recipe):
             weight *= recency_weights(inter.timestamp)
         popularity = np.bincount(item[keep], minlength=n_items).astype(np.float32)
 
-        encoders = {
-            "item": FeatureEncoder.fit(data.item_features),
-            "user": FeatureEncoder.fit(data.user_features),
-            "context": FeatureEncoder.fit(inter.context),
-        }
+        warm = self.warm_start
+        if isinstance(warm, WarmStart) and isinstance(warm.model, SequentialModel):
+            # An update keeps the previous vocabularies, so every weight but the item
+            # tables carries over unchanged (new metadata values are ignored until FULL).
+            encoders = dict(warm.model.encoders)
+        else:
+            warm = None
+            encoders = {
+                "item": FeatureEncoder.fit(data.item_features),
+                "user": FeatureEncoder.fit(data.user_features),
+                "context": FeatureEncoder.fit(inter.context),
+            }
         item_rows = encoders["item"].encode(data.item_features, n_items)
         user_rows = encoders["user"].encode(data.user_features, n_users)
         context_rows = encoders["context"].encode(inter.context, len(inter))
@@ -240,13 +253,15 @@ class _SequenceRecipe(Recipe):
         max_epochs = opts.max_epochs
         if max_epochs is None:
             max_epochs = int(np.clip(TARGET_EVENTS_BUDGET // max(n_targets, 1), 5, 200))
+        if warm is not None:
+            max_epochs = min(max_epochs, UPDATE_EPOCHS)
         if self.max_epochs is not None:
             max_epochs = max(1, min(max_epochs, self.max_epochs))
         train_cfg = TrainConfig(
             max_epochs=max_epochs,
-            patience=opts.patience,
+            patience=opts.patience if warm is None else 1,
             batch_size=opts.batch_size,
-            lr=opts.lr,
+            lr=opts.lr if warm is None else opts.lr * UPDATE_LR_SCALE,
             weight_decay=opts.weight_decay,
             negatives=negatives,
             horizon=opts.horizon,
@@ -256,7 +271,13 @@ class _SequenceRecipe(Recipe):
         device = choose_device(opts.device)
         with reproducible(data.seed, device, opts.threads):
             net = SequentialNet(net_cfg)
-            net.has_id.copy_(torch.from_numpy((popularity > 0).astype(np.float32)))
+            has_id = popularity > 0
+            if warm is not None:
+                _load_warm(net, warm)
+                # A new item whose only events are held out for validation still gets
+                # its folded-in row: an update must not leave it out of the model.
+                has_id |= _fold_in(net, warm, user, item, tset.items)
+            net.has_id.copy_(torch.from_numpy(has_id.astype(np.float32)))
             if n_targets:
                 train(
                     net, tset, train_cfg, device, self.stop_requested, print if opts.log else None
@@ -326,6 +347,69 @@ class PersonalizedRankingV2(_SequenceRecipe):
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _fold_in(
+    net: SequentialNet,
+    warm: WarmStart,
+    user: npt.NDArray[np.int64],
+    item: npt.NDArray[np.int64],
+    item_rows: EncodedRows | None,
+) -> npt.NDArray[np.bool_]:
+    """Start each new item where the model would already put it: its vector (ID row plus
+    its own metadata) at the mean vector of the known items that came just before it in
+    users' histories, its bias at their mean bias. A few update epochs then refine a good
+    guess instead of a random vector. Returns which items got a row."""
+    import torch
+
+    from pertinent.recipes.sequential import TorchRows
+
+    is_new = warm.item_map < 0
+    rows = np.flatnonzero(is_new[item])
+    rows = rows[rows > 0]
+    before = rows - 1
+    keep = (user[before] == user[rows]) & ~is_new[item[before]]
+    targets = torch.from_numpy(item[rows[keep]])
+    sources = torch.from_numpy(item[before[keep]])
+    if targets.numel() == 0:
+        return np.zeros(is_new.shape[0], dtype=np.bool_)
+    with torch.no_grad():
+        weight, bias = net.item_id.weight, net.item_bias
+        meta = torch.zeros_like(weight)
+        if net.item_meta.active and item_rows is not None:
+            meta = net.item_meta(TorchRows.of(item_rows, weight.device))
+        full = weight * net.has_id[:, None] + meta
+        total = torch.zeros_like(weight).index_add_(0, targets, full[sources])
+        bias_total = torch.zeros_like(bias).index_add_(0, targets, bias[sources])
+        count = torch.zeros_like(bias).index_add_(0, targets, torch.ones_like(bias[sources]))
+        seen = count > 0
+        weight[seen] = total[seen] / count[seen, None] - meta[seen]
+        bias[seen] = bias_total[seen] / count[seen]
+    folded: npt.NDArray[np.bool_] = seen.numpy()
+    return folded
+
+
+def _load_warm(net: SequentialNet, warm: WarmStart) -> None:
+    """Start from the previous model: its item rows for the items it knew (by
+    ``warm.item_map``), fresh rows for new items, every other weight as it was."""
+    import torch
+
+    assert isinstance(warm.model, SequentialModel)
+    old = warm.model.net.state_dict()
+    new = net.state_dict()
+    mapped = torch.from_numpy(np.flatnonzero(warm.item_map >= 0))
+    source = torch.from_numpy(warm.item_map[warm.item_map >= 0].astype(np.int64))
+    for name, value in new.items():
+        if name in ("item_id.weight", "item_bias", "has_id"):
+            value[mapped] = old[name][source].to(value.dtype)
+        elif name in old and old[name].shape == value.shape:
+            value.copy_(old[name])
+        else:
+            raise ValueError(
+                f"The previous model's {name} has shape {tuple(old[name].shape)}, this one "
+                f"{tuple(value.shape)}: train a FULL version instead of an update."
+            )
+    net.load_state_dict(new)
 
 
 def _heads(dim: int) -> int:

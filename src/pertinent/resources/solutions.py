@@ -241,6 +241,13 @@ def create_solution_version(ctx: Context, req: dict[str, Any]) -> dict[str, Any]
                 f"trainingMode UPDATE is only for {' and '.join(UPDATABLE_RECIPES)}; "
                 f"the solution uses {recipe_name}. Use FULL."
             )
+        if mode == "UPDATE" and not Catalog.children(
+            conn, kind=VERSION_KIND, parent_arn=solution_arn, statuses=(ACTIVE,)
+        ):
+            raise InvalidInputException(
+                f"trainingMode UPDATE needs an ACTIVE solution version of {solution_arn} to "
+                "update; create one with trainingMode FULL first."
+            )
         if mode == "AUTOTRAIN":
             raise InvalidInputException(
                 "trainingMode AUTOTRAIN is set by automatic training; use FULL or UPDATE."
