@@ -82,6 +82,20 @@ class ItemKNN:
         out: F32 = np.asarray((weights @ self.matrix).toarray(), dtype=np.float32)
         return out
 
+    def add_to(self, logits: F32, history: npt.NDArray[Any], weight: float) -> None:
+        """``logits += weight · scores([history])[0]``, touching only the neighbours (a
+        request adds ≤ HISTORY × NEIGHBORS values instead of a catalogue-wide row)."""
+        h = np.asarray(history, dtype=np.int64)
+        h = h[(h >= 0) & (h < self.n_items)][-HISTORY:][::-1]
+        if h.shape[0] == 0 or weight == 0.0:
+            return
+        m = self.matrix
+        starts, ends = m.indptr[h], m.indptr[h + 1]
+        lengths = ends - starts
+        take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        scale = np.repeat(self._decay[: h.shape[0]] * np.float32(weight), lengths)
+        np.add.at(logits, m.indices[take], m.data[take] * scale)
+
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         m = self.matrix
         return {"knn_indptr": m.indptr, "knn_indices": m.indices, "knn_data": m.data}
