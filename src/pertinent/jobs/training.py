@@ -75,6 +75,7 @@ def _sources(
         schema = schemas.get(dataset_type)
         if schema is not None and dataset_type == "INTERACTIONS" and cutoff:
             frame = events_frame(group_events(conn, group_arn, up_to_id=cutoff), schema)
+            frame = _not_imported(frame, paths)
             paths.append(_scratch_part(scratch, "events", frame))
         elif schema is not None and dataset_type in ("ITEMS", "USERS"):
             log = record_frame(conn, dataset.arn)
@@ -87,6 +88,30 @@ def _sources(
                 paths.insert(position, _scratch_part(scratch, f"{dataset_type}-{position}", chunk))
         parts[dataset_type] = paths
     return Sources(parts, cutoff)
+
+
+# The columns that make a streamed event "the same" as an imported row.
+_EVENT_KEY = ("USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE")
+
+
+def _not_imported(events: pl.DataFrame, bulk: list[Path]) -> pl.DataFrame:
+    """The streamed events that no bulk part also holds: a bulk import of data that was
+    streamed too (a nightly export, say) must not count those events twice."""
+    if events.height == 0 or not bulk:
+        return events
+    key = [c for c in _EVENT_KEY if c in events.columns]
+    names = pl.read_parquet_schema(bulk[0])
+    if any(c not in names for c in key):
+        return events
+    # Hash the (small) streamed keys and stream the bulk parts past them.
+    keys = events.select(key).lazy()
+    imported = (
+        pl.scan_parquet(bulk)
+        .select([pl.col(c).cast(events.schema[c]) for c in key])
+        .join(keys, on=key, how="semi")
+        .unique()
+    )
+    return events.lazy().join(imported, on=key, how="anti").collect()
 
 
 def _scratch_part(scratch: Path, name: str, frame: pl.DataFrame) -> Path:
