@@ -128,10 +128,15 @@ def test_user_recipes_end_to_end(
     items = rt.get_recommendations(campaignArn=campaign, userId=user, numResults=25)["itemList"]
     assert len(items) == 25
     _check_scores(items, catalogue)
-    # A taste model: most of a user's list falls in the user's categories.
-    taste = set(shop.user_taste[user])
-    hits = sum(shop.item_category.get(i["itemId"]) in taste for i in items)
-    assert hits >= 12, (recipe, hits)
+    # A taste model: most of users' lists fall in their categories (≈ 2 of 10, so a
+    # list blind to taste scores ~0.2). Over 30 users: a session model may follow a
+    # newest session that strays from a user's main tastes, as it should.
+    shares = []
+    for someone in list(shop.user_taste)[:30]:
+        listed = rt.get_recommendations(campaignArn=campaign, userId=someone)["itemList"]
+        taste = set(shop.user_taste[someone])
+        shares.append(sum(shop.item_category.get(i["itemId"]) in taste for i in listed) / 25)
+    assert sum(shares) / len(shares) >= 0.5, (recipe, shares)
     stranger = rt.get_recommendations(campaignArn=campaign, userId="someone-new")["itemList"]
     assert len(stranger) == 25
     _check_scores(stranger, catalogue)
@@ -170,7 +175,9 @@ def test_ranking_recipes(
         rt.get_recommendations(campaignArn=campaign, userId=user)
 
 
+@pytest.mark.parametrize("recipe", ["aws-user-personalization", "aws-hrnn-coldstart"])
 def test_exploration_shows_new_items_only_when_asked(
+    recipe: str,
     pz: Any,
     rt: Any,
     shop: DemoData,
@@ -178,7 +185,7 @@ def test_exploration_shows_new_items_only_when_asked(
     unique: Callable[[str], str],
     deployed: Callable[..., str],
 ) -> None:
-    version = _train(pz, group, "aws-user-personalization", unique("explore"))
+    version = _train(pz, group, recipe, unique("explore"))
     arn = version["solutionVersionArn"]
     exploring = deployed(unique("explore-1"), arn,
         {"itemExplorationConfig": {"explorationWeight": "1", "explorationItemAgeCutOff": "5"}},

@@ -94,5 +94,5 @@ def test_registry() -> None:
     assert get_recipe("aws-popularity-count") is PopularityCount
     assert set(TRAINABLE) >= {"aws-popularity-count", "aws-sims"}
     assert all(name == recipe.name for name, recipe in TRAINABLE.items())
-    with pytest.raises(KeyError, match="aws-hrnn"):
-        get_recipe("aws-hrnn")
+    with pytest.raises(KeyError, match="aws-next-best-action"):
+        get_recipe("aws-next-best-action")

@@ -7,6 +7,7 @@ hyperparameters) and the training job at CreateSolutionVersion.
 from __future__ import annotations
 
 from pertinent.recipes.base import Recipe
+from pertinent.recipes.hrnn import Hrnn, HrnnColdstart, HrnnMetadata
 from pertinent.recipes.popularity import PopularityCount
 from pertinent.recipes.sims import Sims
 from pertinent.recipes.trending import TrendingNow
@@ -29,6 +30,9 @@ TRAINABLE: dict[str, type[Recipe]] = {
         UserPersonalizationV2,
         PersonalizedRanking,
         PersonalizedRankingV2,
+        Hrnn,
+        HrnnMetadata,
+        HrnnColdstart,
     )
 }
 """Every recipe this build can train, keyed by its name (e.g. ``"aws-sims"``)."""
