@@ -32,7 +32,9 @@ Server = ServerProcess
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Neural recipes train a few epochs here: the tests check behaviour, bench/ quality.
-    srv = Server(tmp_path_factory.mktemp("server"), env={"PERTINENT_MAX_EPOCHS": "10"}).start()
+    # One torch thread: the suite's two xdist workers already fill the two cores.
+    env = {"PERTINENT_MAX_EPOCHS": "10", "PERTINENT_TORCH_THREADS": "1"}
+    srv = Server(tmp_path_factory.mktemp("server"), env=env).start()
     yield srv
     srv.stop()
 

@@ -22,6 +22,7 @@ SETTINGS_HELP: dict[str, str] = {
     "JOB_MAX_ATTEMPTS": "attempts before a job whose worker died is failed (default 2)",
     "AUTO_TRAINING_DELAY": "seconds from CreateSolution to its first automatic run (default 3600)",
     "AUTO_TRAINING_DAY": "seconds in a day of autoTrainingConfig rate(N days) (default 86400)",
+    "TORCH_THREADS": "intra-op threads a training uses (default: every core)",
     "MAX_EPOCHS": "cap on the training epochs of neural recipes (default: chosen from the data)",
 }
 

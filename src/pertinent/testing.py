@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +32,12 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         workers: int = 1,
         port: int | None = None,
+        own_group: bool = False,
     ) -> None:
         self.home = home
+        # In its own process group, the server and its workers can be killed together
+        # (``kill_group``), as a machine that loses power would lose them.
+        self.own_group = own_group
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -58,6 +63,7 @@ class ServerProcess:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=self.own_group,
             )
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -83,6 +89,16 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.proc = None
+
+    def kill_group(self) -> None:
+        """SIGKILL the server and every process it started (needs ``own_group``)."""
+        assert self.proc is not None and self.own_group, "start with own_group=True"
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
         self.proc = None
 
     def client(self, service: str, region: str = "us-east-1") -> Any:

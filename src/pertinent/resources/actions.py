@@ -70,7 +70,7 @@ def _action_target(ctx: Context, service: EventsService, tracking_id: str) -> Ta
             )
         schema = Catalog.get(conn, dataset.doc["schemaArn"])
     assert schema is not None
-    target = Target(group_arn, dataset.arn, parse_schema(schema.doc["schema"]), time.monotonic())
+    target = Target.of(group_arn, dataset.arn, parse_schema(schema.doc["schema"]))
     return service._remember(key, target)
 
 

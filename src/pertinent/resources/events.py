@@ -51,6 +51,27 @@ class Target:
     dataset_arn: str
     schema: DatasetSchema
     fetched_at: float
+    # Looked up once per target rather than per event (PutEvents' hot path).
+    has_item_id: bool = False
+    value_field: Field | None = None
+    # Columns an event must carry in ``properties`` (not nullable, not an event member).
+    required_properties: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, group_arn: str, dataset_arn: str, schema: DatasetSchema) -> Target:
+        return cls(
+            group_arn,
+            dataset_arn,
+            schema,
+            time.monotonic(),
+            has_item_id=schema.field("ITEM_ID") is not None,
+            value_field=schema.field("EVENT_VALUE"),
+            required_properties=tuple(
+                f.name
+                for f in schema.fields
+                if not f.nullable and normalize_name(f.name) not in EVENT_COLUMNS
+            ),
+        )
 
 
 class EventsService:
@@ -99,9 +120,7 @@ class EventsService:
                 )
             schema = Catalog.get(conn, dataset.doc["schemaArn"])
         assert schema is not None
-        target = Target(
-            group_arn, dataset.arn, parse_schema(schema.doc["schema"]), time.monotonic()
-        )
+        target = Target.of(group_arn, dataset.arn, parse_schema(schema.doc["schema"]))
         return self._remember(tracking_id, target)
 
     def dataset_target(self, ctx: Context, dataset_arn: str, dataset_type: str) -> Target:
@@ -124,11 +143,8 @@ class EventsService:
                 )
             schema = Catalog.get(conn, dataset.doc["schemaArn"])
         assert schema is not None
-        target = Target(
-            dataset.doc["datasetGroupArn"],
-            dataset_arn,
-            parse_schema(schema.doc["schema"]),
-            time.monotonic(),
+        target = Target.of(
+            dataset.doc["datasetGroupArn"], dataset_arn, parse_schema(schema.doc["schema"])
         )
         return self._remember(dataset_arn, target)
 
@@ -229,10 +245,9 @@ def _event(target: Target, raw: dict[str, Any], where: str) -> dict[str, Any]:
     if legacy is not None:  # the older form carried itemId inside properties
         legacy_value = props.pop(legacy)
         item_id = item_id or (str(legacy_value) if legacy_value is not None else None)
-    schema = target.schema
-    if item_id is None and schema.field("ITEM_ID") is not None:
+    if item_id is None and target.has_item_id:
         raise InvalidInputException(f"{where}.itemId is required by the Interactions schema.")
-    value_field = schema.field("EVENT_VALUE")
+    value_field = target.value_field
     event_value = raw.get("eventValue")
     if event_value is not None and value_field is None:
         raise InvalidInputException(
@@ -240,7 +255,9 @@ def _event(target: Target, raw: dict[str, Any], where: str) -> dict[str, Any]:
         )
     if event_value is None and value_field is not None and not value_field.nullable:
         raise InvalidInputException(f"{where}.eventValue is required by the schema.")
-    columns = check_properties(schema, props, where, skip=EVENT_COLUMNS, require=True)
+    columns: dict[str, Any] = {}
+    if props or target.required_properties:
+        columns = check_properties(target.schema, props, where, skip=EVENT_COLUMNS, require=True)
     size = len(orjson.dumps(raw))
     if size > MAX_EVENT_BYTES:
         raise InvalidInputException(f"{where} is {size} bytes; an event may be at most 10 KB.")
