@@ -15,18 +15,15 @@ from typing import Any
 
 import orjson
 
-from pertinent.data.schema import normalize_name, parse_schema
+from pertinent.data.schema import normalize_name
 from pertinent.errors import InvalidInputException
 from pertinent.resources._common import Context
-from pertinent.resources.event_trackers import tracker_by_tracking_id
 from pertinent.resources.events import (
     EventsService,
-    Target,
     _properties,
     _record_rows,
     check_properties,
 )
-from pertinent.store.catalog import Catalog
 
 # Action-interaction columns filled from the request's own members, never properties.
 _OWN_COLUMNS = frozenset(
@@ -42,42 +39,10 @@ async def put_actions(ctx: Context, service: EventsService, req: dict[str, Any])
     return {}
 
 
-def _action_target(ctx: Context, service: EventsService, tracking_id: str) -> Target:
-    key = f"actions:{tracking_id}"
-    found = service._cached(key)
-    if found is not None:
-        return found
-    with ctx.catalog.read() as conn:
-        tracker = tracker_by_tracking_id(conn, tracking_id)
-        if tracker is None or tracker.account_id != ctx.account_id:
-            raise InvalidInputException(
-                f"No event tracker has the trackingId {tracking_id!r}; CreateEventTracker "
-                "returns the trackingId to use."
-            )
-        group_arn = tracker.doc["datasetGroupArn"]
-        dataset = next(
-            (
-                d
-                for d in Catalog.children(conn, kind="dataset", group_arn=group_arn)
-                if d.doc["datasetType"] == "ACTION_INTERACTIONS"
-            ),
-            None,
-        )
-        if dataset is None:
-            raise InvalidInputException(
-                f"The dataset group {group_arn} has no Action interactions dataset to record "
-                "action interactions in; create one (datasetType ACTION_INTERACTIONS) first."
-            )
-        schema = Catalog.get(conn, dataset.doc["schemaArn"])
-    assert schema is not None
-    target = Target.of(group_arn, dataset.arn, parse_schema(schema.doc["schema"]))
-    return service._remember(key, target)
-
-
 async def put_action_interactions(
     ctx: Context, service: EventsService, req: dict[str, Any]
 ) -> dict[str, Any]:
-    target = _action_target(ctx, service, req["trackingId"])
+    target = service.tracker_target(ctx, req["trackingId"], "ACTION_INTERACTIONS")
     now = time.time()
     rows = []
     for i, raw in enumerate(req["actionInteractions"]):

@@ -93,8 +93,13 @@ class EventsService:
             self._targets[key] = target
         return target
 
-    def tracker_target(self, ctx: Context, tracking_id: str) -> Target:
-        found = self._cached(tracking_id)
+    def tracker_target(
+        self, ctx: Context, tracking_id: str, dataset_type: str = "INTERACTIONS"
+    ) -> Target:
+        """The ``dataset_type`` dataset (Interactions, or Action interactions) of the
+        group whose event tracker has ``tracking_id``."""
+        key = f"{dataset_type}:{tracking_id}"
+        found = self._cached(key)
         if found is not None:
             return found
         with ctx.catalog.read() as conn:
@@ -109,19 +114,19 @@ class EventsService:
                 (
                     d
                     for d in Catalog.children(conn, kind="dataset", group_arn=group_arn)
-                    if d.doc["datasetType"] == "INTERACTIONS"
+                    if d.doc["datasetType"] == dataset_type
                 ),
                 None,
             )
             if dataset is None:
                 raise InvalidInputException(
-                    f"The dataset group {group_arn} has no Interactions dataset to record "
-                    "events in; create one first."
+                    f"The dataset group {group_arn} has no {dataset_type} dataset to record "
+                    f"events in; create one (datasetType {dataset_type}) first."
                 )
             schema = Catalog.get(conn, dataset.doc["schemaArn"])
         assert schema is not None
         target = Target.of(group_arn, dataset.arn, parse_schema(schema.doc["schema"]))
-        return self._remember(tracking_id, target)
+        return self._remember(key, target)
 
     def dataset_target(self, ctx: Context, dataset_arn: str, dataset_type: str) -> Target:
         found = self._cached(dataset_arn)
