@@ -159,6 +159,9 @@ def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dic
         ids = ",".join(f'"{i}"' for i in rng.sample(ready["users"], 2000))
         script = work / "up.lua"
         script.write_text(LUA % {"ids": ids, "arn": ready["campaign"], "key": "userId"})
+        # The first request loads the model into the serving process: not what we time.
+        rt = server.client("personalize-runtime")
+        rt.get_recommendations(campaignArn=ready["campaign"], userId=ready["users"][0])
         rows["/ping (HTTP floor)"] = run_wrk(server, "/ping", None, args)
         name = f"GetRecommendations aws-user-personalization ({args.up_items // 1000}k items)"
         rows[name] = run_wrk(server, "/", script, args)
@@ -229,6 +232,8 @@ def main() -> None:
             ("aws-sims", "itemId", ready["items"]),
         ):
             ids = ",".join(f'"{i}"' for i in rng.sample(pool, min(len(pool), 2000)))
+            warm = {"campaignArn": ready["campaigns"][recipe], key: pool[0]}
+            server.client("personalize-runtime").get_recommendations(**warm)
             script = work / f"{recipe}.lua"
             script.write_text(LUA % {"ids": ids, "arn": ready["campaigns"][recipe], "key": key})
             rows[f"GetRecommendations {recipe}"] = run_wrk(server, "/", script, args)
