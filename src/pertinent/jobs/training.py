@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 from sqlalchemy.engine import Connection
 
+from pertinent.data.recent import recent_interactions
 from pertinent.data.schema import DatasetSchema, SchemaError, parse_schema
 from pertinent.data.snapshot import (
     InsufficientData,
@@ -128,7 +129,7 @@ def _dataset(conn: Connection, group_arn: str, dataset_type: str) -> Resource | 
     return None
 
 
-def _schemas(conn: Connection, group_arn: str) -> dict[str, DatasetSchema]:
+def group_schemas(conn: Connection, group_arn: str) -> dict[str, DatasetSchema]:
     """The current schema of each ACTIVE dataset of the group, by dataset type.
 
     The schema says which string columns are categorical or textual, so it decides what
@@ -199,10 +200,12 @@ def _checkpoint(jc: JobContext, arn: str) -> None:
         raise Stopped()
 
 
-def _snapshot(jc: JobContext, version: Resource, scratch: Path) -> tuple[Snapshot, int]:
+def _snapshot(
+    jc: JobContext, version: Resource, scratch: Path
+) -> tuple[Snapshot, int, pl.DataFrame]:
     group_arn = version.doc["datasetGroupArn"]
     with jc.catalog.read() as conn:
-        schemas = _schemas(conn, group_arn)
+        schemas = group_schemas(conn, group_arn)
         sources = _sources(conn, group_arn, schemas, scratch)
     interactions = sources.parts.get("INTERACTIONS", [])
     if not interactions:
@@ -231,11 +234,18 @@ def _snapshot(jc: JobContext, version: Resource, scratch: Path) -> tuple[Snapsho
         raise JobFailed(str(exc)) from None
     except TrainingConfigError as exc:
         raise JobFailed(f"Create failed. {exc}") from None
-    return snap, sources.event_cutoff
+    # Filters read every interaction, not only those this solution trains on.
+    return snap, sources.event_cutoff, recent_interactions(interactions)
 
 
 def _write_model(
-    directory: Path, snap: Snapshot, model: Any, recipe: Any, started: float, event_cutoff: int
+    directory: Path,
+    snap: Snapshot,
+    model: Any,
+    recipe: Any,
+    started: float,
+    event_cutoff: int,
+    recent: pl.DataFrame,
 ) -> None:
     tmp = directory.with_name(directory.name + ".tmp")
     artifacts.remove_path(tmp)
@@ -247,6 +257,9 @@ def _write_model(
     artifacts.write_history(tmp / "history.npz", inter.user_offsets(), inter.item, inter.timestamp)
     if snap.items is not None:
         snap.items.write_parquet(tmp / "items.parquet")
+    if snap.users is not None:
+        snap.users.write_parquet(tmp / "users.parquet")
+    recent.write_parquet(tmp / "interactions.parquet")
     artifacts.write_meta(
         tmp,
         {
@@ -289,7 +302,7 @@ def train(jc: JobContext, job: Job) -> None:
     directory = artifacts.version_dir(jc.settings, arn)
     scratch = directory.with_name(directory.name + ".scratch")
     try:
-        snap, event_cutoff = _snapshot(jc, version, scratch)
+        snap, event_cutoff, recent = _snapshot(jc, version, scratch)
         recipe_cls = get_recipe(version.doc["recipeArn"].rsplit("/", 1)[-1])
         config: dict[str, Any] = version.doc.get("solutionConfig") or {}
         params = recipe_cls.parse_params(
@@ -310,7 +323,7 @@ def train(jc: JobContext, job: Job) -> None:
         model = recipe.fit(snap.data)
         _checkpoint(jc, arn)
         directory.parent.mkdir(parents=True, exist_ok=True)
-        _write_model(directory, snap, model, recipe_cls, started, event_cutoff)
+        _write_model(directory, snap, model, recipe_cls, started, event_cutoff, recent)
     except Stopped:
         return
     finally:

@@ -5,6 +5,7 @@ from pertinent.resources import (  # noqa: F401  (importing registers the operat
     dataset_groups,
     datasets,
     event_trackers,
+    filters,
     recipes,
     schemas,
     solutions,

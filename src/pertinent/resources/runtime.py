@@ -15,11 +15,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
-from pertinent.recipes.base import CatalogExtendable, Exploration, LiveUpdatable, Model
+from pertinent.recipes.base import CatalogExtendable, Exploration, LiveUpdatable, Model, Ranked
 from pertinent.resources._common import Context
+from pertinent.resources.filtering import Filters, includes, mask_for, place_promoted, promotion_of
 from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
@@ -53,6 +55,7 @@ class Runtime:
 
     def __init__(self) -> None:
         self.models = ModelCache()
+        self.filters = Filters()
         self._campaigns: dict[str, Serving] = {}
         self._lock = threading.Lock()
         # Per solution version: (which Put records it reflects, the extended model).
@@ -97,33 +100,35 @@ class Runtime:
     def _with_new_items(
         self, ctx: Context, version_arn: str, loaded: LoadedModel, items_arn: str | None
     ) -> LoadedModel:
-        """``loaded`` plus the items PutItems added since training, for models that can
-        take them (they are recommendable, and explored, at once)."""
-        if items_arn is None or not isinstance(loaded.model, CatalogExtendable):
+        """``loaded`` with the PutItems records since training: filters see new and changed
+        items at once, and models that can take new items recommend (and explore) them."""
+        if items_arn is None:
             return loaded
         with ctx.catalog.read() as conn:
             rows = records_since(conn, items_arn, loaded.trained_from)
-        new = [(r[0], r[1]) for r in rows if r[0] not in loaded.item_index]
-        key = (len(new), max((r[2] for r in rows), default=0.0))
+        if not rows:
+            return loaded
+        key = (len(rows), max(r[2] for r in rows))
         cached = self._extended.get(version_arn)
         if cached is not None and cached[0] == key:
             return cached[1]
-        if not new:
-            return loaded
-        attributes = [
-            {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in props.items()}
-            for _, props in new
-        ]
-        ids = loaded.item_ids + [i for i, _ in new]
-        extended = replace(
-            loaded,
-            model=loaded.model.with_new_items(attributes),
-            item_ids=ids,
-            item_index={
-                **loaded.item_index,
-                **{i: len(loaded.item_ids) + k for k, (i, _) in enumerate(new)},
-            },
-        )
+        latest = {r[0]: r[1] for r in rows}
+        extended = replace(loaded, put_items=tuple(latest.items()), _filters=None)
+        new = [(i, props) for i, props in latest.items() if i not in loaded.item_index]
+        if new and isinstance(loaded.model, CatalogExtendable):
+            attributes = [
+                {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in props.items()}
+                for _, props in new
+            ]
+            extended = replace(
+                extended,
+                model=loaded.model.with_new_items(attributes),
+                item_ids=loaded.item_ids + [i for i, _ in new],
+                item_index={
+                    **loaded.item_index,
+                    **{i: len(loaded.item_ids) + k for k, (i, _) in enumerate(new)},
+                },
+            )
         with self._lock:
             self._extended[version_arn] = (key, extended)
         return extended
@@ -258,7 +263,9 @@ def _user_attributes(ctx: Context, serving: Serving, user_id: str | None) -> dic
     return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in found.items()}
 
 
-def _new_item_neighbours(ctx: Context, serving: Serving, item_id: str, n: int) -> list[int] | None:
+def _new_item_neighbours(
+    ctx: Context, serving: Serving, item_id: str, n: int, allowed: npt.NDArray[np.bool_] | None
+) -> list[int] | None:
     """Related items of an item PutItems added after training, by shared metadata; None
     when the item is unknown there too (then the model's own fallback answers)."""
     items = serving.datasets.get("ITEMS")
@@ -268,7 +275,7 @@ def _new_item_neighbours(ctx: Context, serving: Serving, item_id: str, n: int) -
         found = record(conn, items, item_id)
     if not found:
         return None
-    return serving.loaded.metadata_neighbours(found, n) or None
+    return serving.loaded.metadata_neighbours(found, n, allowed) or None
 
 
 def _recommendation_id() -> str:
@@ -310,8 +317,18 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
             f"The campaign {campaign_arn} uses {loaded.recipe_name}: call GetPersonalizedRanking."
         )
     columns = _metadata_columns(serving, req)
+    allowed = mask_for(
+        ctx,
+        runtime.filters,
+        serving,
+        req.get("filterArn"),
+        req.get("filterValues"),
+        user_id=user_id,
+        item_id=item_id,
+    )
+    promotion = promotion_of(ctx, runtime.filters, serving, req, n)
     if kind == "RELATED_ITEMS" and item_id not in loaded.item_index:
-        fresh = _new_item_neighbours(ctx, serving, str(item_id), n)
+        fresh = _new_item_neighbours(ctx, serving, str(item_id), n, allowed)
         if fresh is not None:
             return {"itemList": _items(loaded, fresh, None, columns),
                     "recommendationId": _recommendation_id()}  # fmt: skip
@@ -323,10 +340,31 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
         live=_live_events(ctx, serving, user_id),
         user_attributes=_user_attributes(ctx, serving, user_id),
     )
-    ranked = serving.model.recommend(query, n)
+    rid = _recommendation_id()
+    promoted: list[dict[str, Any]] = []
+    if promotion is not None:
+        top = serving.model.recommend(query, promotion.slots, promotion.mask)
+        promoted = _ranked_items(loaded, top, columns)
+        for entry in promoted:
+            entry["promotionName"] = promotion.name
+        if top.items.size:
+            # Promoted items are not repeated among the organic ones.
+            allowed = (
+                np.ones(len(loaded.item_ids), dtype=np.bool_) if allowed is None else allowed.copy()
+            )
+            allowed[top.items] = False
+    ranked = serving.model.recommend(query, n - len(promoted), allowed)
+    items = _ranked_items(loaded, ranked, columns)
+    if promoted:
+        items = place_promoted(items, promoted, n, rid.encode())
+    return {"itemList": items, "recommendationId": rid}
+
+
+def _ranked_items(
+    loaded: LoadedModel, ranked: Ranked, columns: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
     scores = None if ranked.scores is None else ranked.scores.tolist()
-    items = _items(loaded, ranked.items.tolist(), scores, columns)
-    return {"itemList": items, "recommendationId": _recommendation_id()}
+    return _items(loaded, ranked.items.tolist(), scores, columns)
 
 
 def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> dict[str, Any]:
@@ -342,8 +380,22 @@ def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]
     columns = _metadata_columns(serving, req)
     # Repeated ids count once; ids the model never saw go last with score 0 (spec §5.2).
     requested = list(dict.fromkeys(req["inputList"]))
+    allowed = mask_for(
+        ctx,
+        runtime.filters,
+        serving,
+        req.get("filterArn"),
+        req.get("filterValues"),
+        user_id=req["userId"],
+        item_id=None,
+    )
     known = [loaded.item_index[i] for i in requested if i in loaded.item_index]
     unknown = [i for i in requested if i not in loaded.item_index]
+    if allowed is not None:
+        known = [i for i in known if allowed[i]]
+        # Items the catalogue has no metadata for can satisfy no INCLUDE expression.
+        if includes(runtime.filters, ctx, req.get("filterArn")):
+            unknown = []
     query = loaded.query(
         req["userId"],
         context=req.get("context"),

@@ -13,8 +13,10 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from pertinent.filters.evaluate import ItemTable
 from pertinent.recipes.base import Exploration, Model, Query
 from pertinent.recipes.registry import get_recipe
+from pertinent.serving.filtering import FilterData, items_frame
 from pertinent.store import artifacts
 
 EMPTY = np.empty(0, dtype=np.int32)
@@ -40,6 +42,22 @@ class LoadedModel:
     _columns: dict[str, str] | None = None
     _tokens: dict[str, dict[str, npt.NDArray[np.int64]]] = field(default_factory=dict)
     trained_from: float = 0.0  # when training started: later PutItems may be new items
+    directory: Path | None = None
+    n_trained: int = 0  # items the model was trained with; PutItems may add more
+    # The PutItems records since training, newest per item, (item id, attributes):
+    # filters see them at once, new items and changed ones.
+    put_items: tuple[tuple[str, Mapping[str, Any]], ...] = ()
+    _filters: FilterData | None = None
+
+    def filter_data(self) -> FilterData:
+        """What filters read for this catalogue, built on first use."""
+        if self._filters is None:
+            n_trained = self.n_trained or len(self.item_ids)
+            frame = items_frame(self.items_path, self.item_ids, n_trained, self.put_items)
+            self._filters = FilterData(
+                self.directory, self.item_index, ItemTable(frame, len(self.item_ids))
+            )
+        return self._filters
 
     def history(self, user: int | None) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
         if user is None:
@@ -85,7 +103,9 @@ class LoadedModel:
             self._columns.update({k.replace("_", ""): v for k, v in list(self._columns.items())})
         return self._columns
 
-    def metadata_neighbours(self, attributes: Mapping[str, Any], n: int) -> list[int]:
+    def metadata_neighbours(
+        self, attributes: Mapping[str, Any], n: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> list[int]:
         """Catalogue items sharing the most metadata values with an item the model never
         saw (PutItems after training): the related items of a brand-new item. Values
         are the ``|``-separated tokens of string columns; ties go to the popular."""
@@ -100,6 +120,8 @@ class LoadedModel:
                 found = index.get(token)
                 if found is not None:
                     scores[found] += 1.0
+        if allowed is not None:
+            scores[~allowed] = 0.0
         if not scores.any():
             return []
         popular = self.model.recommend(Query(), len(self.item_ids)).items
@@ -154,6 +176,8 @@ def load(directory: Path) -> LoadedModel:
         items_path=items_path if items_path.exists() else None,
         event_cutoff=int(meta.get("event_cutoff", 0)),
         trained_from=float(meta.get("trained_at", 0.0)) - float(meta.get("training_seconds", 0.0)),
+        directory=directory,
+        n_trained=len(item_ids),
     )
 
 
