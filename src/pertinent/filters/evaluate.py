@@ -275,9 +275,7 @@ def _item_mask(c: Condition, table: ItemTable, request: Request) -> Mask:
     numbers = table.numbers(name)
     with np.errstate(invalid="ignore"):
         result = np.asarray(_COMPARE[c.op](numbers, target), dtype=np.bool_)
-    if c.op == "!=":
-        result &= ~np.isnan(numbers)
-    return result
+    return result  # a missing value (NaN) satisfies only !=, as NOT IN keeps it
 
 
 def _interaction_items(e: Expression, table: ItemTable, request: Request) -> Mask:
