@@ -6,6 +6,7 @@ wrong item through (or drops a right one) fails here.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -48,6 +49,7 @@ def group(pz: Any, shop: DemoData) -> dict[str, str]:
         ("Users", shop.users_csv, shop.users_schema),
     ):
         ds = create_dataset(pz, arn, f"{arn[-8:]}-{kind}", kind, schema)
+        out[kind] = ds
         assert import_data(pz, ds, f"{arn[-8:]}-{kind}", csv.as_uri())["status"] == "ACTIVE"
     tracker = pz.create_event_tracker(name=f"{arn[-8:]}-tracker", datasetGroupArn=arn)
     wait_status(
@@ -321,6 +323,27 @@ def test_promotions_take_their_share_of_slots(
         promotions=[{"name": "x", "percentPromotedItems": 10}] * 2,
     )  # fmt: skip
     assert code == "InvalidInputException"
+
+
+def test_put_items_changes_are_filtered_at_once(
+    server: ServerProcess, rt: Any, pz: Any, group: dict[str, str], popular: str,
+    catalogue: dict[str, dict[str, Any]],
+) -> None:  # fmt: skip
+    arn = _filter(pz, group, 'EXCLUDE ItemID WHERE Items.CATEGORY_L1 IN ("discontinued")')
+    top = _ids(rt, popular, numResults=5, filterArn=arn)
+    row = {k: v for k, v in catalogue[top[0]].items() if k != "ITEM_ID"}
+    row = {"categoryL1": "discontinued", **{k: v for k, v in row.items() if k != "CATEGORY_L1"}}
+    events = server.client("personalize-events")
+    events.put_items(
+        datasetArn=group["Items"],
+        items=[{"itemId": top[0], "properties": json.dumps(row)}],
+    )
+    # The campaign re-reads its state within a second.
+    deadline = time.time() + 5
+    while top[0] in _ids(rt, popular, numResults=5, filterArn=arn) and time.time() < deadline:
+        time.sleep(0.2)
+    assert top[0] not in _ids(rt, popular, numResults=5, filterArn=arn)
+    assert top[0] in _ids(rt, popular, numResults=5)
 
 
 def test_filter_of_another_group_and_unknown_filter(rt: Any, pz: Any, popular: str) -> None:
