@@ -8,6 +8,7 @@ both recorded, since on a 2-core box the load generator competes with the server
 
     .venv/bin/python bench/serve.py [--duration 10] [--connections 16]
     .venv/bin/python bench/serve.py --scenario up   # user-personalization, 100k items
+    .venv/bin/python bench/serve.py --scenario filter   # filters on a 100k-item catalogue
 
 ``--scenario up`` trains aws-user-personalization (hidden_dimension 64) on a generated
 catalogue of ``--up-items`` (100k) items and drives it beside bench/numpy_server.py, a
@@ -15,7 +16,13 @@ bare uvicorn + numpy scorer of the same size and width: the floor for answering 
 d=64 model over 100k items. Training runs one epoch there (PERTINENT_MAX_EPOCHS=1):
 this measures serving, not quality (bench/quality.py does that).
 
-Prints a table and writes bench/results/serve.json.
+``--scenario filter`` serves a popularity-count campaign over ``--up-items`` (100k) items
+with Items metadata, the same requests without a filter and with each kind of filter:
+literal values (a cached mask), placeholders (posting lists and a numeric comparison
+per request), and the user's interactions (a per-request read of the event log), so
+the difference is what a filter costs.
+
+Prints a table and writes bench/results/serve.json (serve_up.json, serve_filter.json).
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from pertinent.testing import (
     deploy,
     import_data,
     train,
+    wait_status,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,7 +62,7 @@ wrk.headers["Content-Type"] = "application/json"
 local ids = {%(ids)s}
 request = function()
   local id = ids[math.random(#ids)]
-  local body = '{"campaignArn":"%(arn)s","%(key)s":"' .. id .. '","numResults":25}'
+  local body = '{"campaignArn":"%(arn)s","%(key)s":"' .. id .. '","numResults":25%(extra)s}'
   return wrk.format(nil, "/recommendations", nil, body)
 end
 """
@@ -158,7 +166,9 @@ def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dic
         ready = setup_up(server, work, args)
         ids = ",".join(f'"{i}"' for i in rng.sample(ready["users"], 2000))
         script = work / "up.lua"
-        script.write_text(LUA % {"ids": ids, "arn": ready["campaign"], "key": "userId"})
+        script.write_text(
+            LUA % {"ids": ids, "arn": ready["campaign"], "key": "userId", "extra": ""}
+        )
         # The first request loads the model into the serving process: not what we time.
         rt = server.client("personalize-runtime")
         rt.get_recommendations(campaignArn=ready["campaign"], userId=ready["users"][0])
@@ -171,6 +181,66 @@ def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dic
         rows[name] = run_wrk(bare, "/recommendations", script, args)
     finally:
         bare.stop()
+    return rows
+
+
+FILTERS = {
+    "literal": ('EXCLUDE ItemID WHERE Items.CATEGORY_L1 IN ("electronics", "books")', None),
+    "placeholders": (
+        "INCLUDE ItemID WHERE Items.CATEGORY_L1 IN ($CATS) AND Items.PRICE <= $PRICE",
+        {"CATS": '"fashion","home","toys"', "PRICE": "60"},
+    ),
+    "interactions": ('EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("View", "Purchase")', None),
+}
+
+
+def run_filter(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    rng = random.Random(0)
+    rows: dict[str, Any] = {}
+    with ServerProcess(work / "server-filter") as server:
+        data = generate(work / "data", users=args.up_users, items=args.up_items, seed=1)
+        pz = server.client("personalize")
+        group = create_group(pz, "bench-filter")
+        for kind, schema, path in (
+            ("Interactions", data.interactions_schema, data.interactions_csv),
+            ("Items", data.items_schema, data.items_csv),
+        ):
+            ds = create_dataset(pz, group, f"bench-filter-{kind.lower()}", kind, schema)
+            assert (
+                import_data(pz, ds, f"bench-f-{kind.lower()}", path.as_uri())["status"] == "ACTIVE"
+            )
+        version = train(pz, group, "bench-filter", "aws-popularity-count")
+        campaign = deploy(pz, "bench-filter", version["solutionVersionArn"])
+        rt = server.client("personalize-runtime")
+        ids = ",".join(f'"{i}"' for i in rng.sample(list(data.user_taste), 2000))
+        runs: dict[str, str] = {"no filter": ""}
+        for name, (expression, values) in FILTERS.items():
+            arn = pz.create_filter(
+                name=f"bench-{name}", datasetGroupArn=group, filterExpression=expression
+            )["filterArn"]
+            wait_status(lambda arn=arn: pz.describe_filter(filterArn=arn)["filter"])
+            extra: dict[str, Any] = {"filterArn": arn}
+            if values:
+                extra["filterValues"] = values
+            # Warm: the first request builds the catalogue's posting lists and masks.
+            user = next(iter(data.user_taste))
+            got = rt.get_recommendations(campaignArn=campaign, userId=user, **extra)["itemList"]
+            assert got, name
+            lua = json.dumps(extra)[1:-1].replace("\\", "\\\\").replace("'", "\\'")
+            runs[f"filter: {name}"] = "," + lua
+        rt.get_recommendations(campaignArn=campaign, userId=next(iter(data.user_taste)))
+        for label, extra_lua in runs.items():
+            script = work / f"filter-{len(rows)}.lua"
+            script.write_text(
+                LUA % {"ids": ids, "arn": campaign, "key": "userId", "extra": extra_lua}
+            )
+            rows[f"popularity {args.up_items // 1000}k items, {label}"] = run_wrk(
+                server, "/", script, args
+            )
+    base = next(iter(rows.values()))
+    for r in rows.values():
+        r["added_p99_ms"] = r["p99_ms"] - base["p99_ms"]
+        r["added_server_us"] = r["server_cpu_us_per_request"] - base["server_cpu_us_per_request"]
     return rows
 
 
@@ -210,7 +280,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--scenario", choices=("basic", "up"), default="basic")
+    parser.add_argument("--scenario", choices=("basic", "up", "filter"), default="basic")
     parser.add_argument("--up-items", type=int, default=100_000)
     parser.add_argument("--up-users", type=int, default=20_000)
     args = parser.parse_args()
@@ -220,6 +290,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pertinent-bench-serve-"))
     rng = random.Random(0)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "args": vars(args)}
+    if args.scenario == "filter":
+        rows = run_filter(args, work)
+        _report(rows, results, "serve_filter.json", next(iter(rows)))
+        for name, r in rows.items():
+            print(f"{name:52} +{r['added_p99_ms']:.2f} ms p99, +{r['added_server_us']:.0f} µs CPU")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     if args.scenario == "up":
         _report(run_up(args, work, results), results, "serve_up.json", "/ping (HTTP floor)")
         shutil.rmtree(work, ignore_errors=True)
@@ -235,7 +312,9 @@ def main() -> None:
             warm = {"campaignArn": ready["campaigns"][recipe], key: pool[0]}
             server.client("personalize-runtime").get_recommendations(**warm)
             script = work / f"{recipe}.lua"
-            script.write_text(LUA % {"ids": ids, "arn": ready["campaigns"][recipe], "key": key})
+            script.write_text(
+                LUA % {"ids": ids, "arn": ready["campaigns"][recipe], "key": key, "extra": ""}
+            )
             rows[f"GetRecommendations {recipe}"] = run_wrk(server, "/", script, args)
     _report(rows, results, "serve.json", "baseline /ping (HTTP floor)")
     shutil.rmtree(work, ignore_errors=True)

@@ -351,3 +351,53 @@ def test_filter_of_another_group_and_unknown_filter(rt: Any, pz: Any, popular: s
     unknown = other.replace("dataset-group", "filter")
     code, _ = _error(rt.get_recommendations, campaignArn=popular, filterArn=unknown)
     assert code == "ResourceNotFoundException"
+
+
+def _mean_price(
+    rt: Any, campaign: str, users: list[str], catalogue: dict[str, dict[str, Any]]
+) -> float:
+    prices = [
+        catalogue[i]["PRICE"] for u in users for i in _ids(rt, campaign, userId=u, numResults=10)
+    ]
+    return sum(prices) / len(prices)
+
+
+def test_objective_optimisation_moves_the_mean_attribute(
+    rt: Any, pz: Any, group: dict[str, str], shop: DemoData,
+    catalogue: dict[str, dict[str, Any]],
+) -> None:  # fmt: skip
+    config = {"algorithmHyperParameters": {"hidden_dimension": "32", "bptt": "16"}}
+    plain = _campaign(pz, group, "aws-user-personalization", config)
+    objective = {"itemAttribute": "PRICE", "objectiveSensitivity": "HIGH"}
+    name = f"objective-{uuid.uuid4().hex[:6]}"
+    version = train(
+        pz, group["group"], name, "aws-user-personalization",
+        {**config, "optimizationObjective": objective},
+    )  # fmt: skip
+    assert version["status"] == "ACTIVE", version
+    metrics = pz.get_solution_metrics(solutionVersionArn=version["solutionVersionArn"])["metrics"]
+    assert 0.0 < metrics["average_rewards_at_k"] <= 1.0
+    optimised = deploy(pz, name, version["solutionVersionArn"])
+    users = sorted(shop.user_taste)[:40]
+    before = _mean_price(rt, plain, users, catalogue)
+    after = _mean_price(rt, optimised, users, catalogue)
+    assert after > 1.2 * before, (before, after)
+    print(f"mean PRICE of the top 10: {before:.1f} plain, {after:.1f} with HIGH")
+    # Campaigns count against the group's quota of 5.
+    for arn in (plain, optimised):
+        pz.delete_campaign(campaignArn=arn)
+
+
+def test_objective_is_checked(pz: Any, group: dict[str, str]) -> None:
+    code, message = _error(
+        pz.create_solution, name=f"bad-{uuid.uuid4().hex[:6]}", datasetGroupArn=group["group"],
+        recipeArn="arn:aws:personalize:::recipe/aws-sims",
+        solutionConfig={"optimizationObjective": {"itemAttribute": "PRICE"}},
+    )  # fmt: skip
+    assert code == "InvalidInputException" and "aws-sims" in message
+    version = train(
+        pz, group["group"], f"obj-{uuid.uuid4().hex[:6]}", "aws-user-personalization",
+        {"optimizationObjective": {"itemAttribute": "CATEGORY_L1", "objectiveSensitivity": "LOW"}},
+    )  # fmt: skip
+    assert version["status"] == "CREATE FAILED"
+    assert "must be numeric" in version["failureReason"]

@@ -178,7 +178,33 @@ def evaluate(
         result[f"normalized_discounted_cumulative_gain_at_{k}"] = mean(ndcg(hits, n_relevant, k))
     for k in CUTOFFS:
         result[f"precision_at_{k}"] = mean(precision(hits, k))
-    return {key: result[key] for key in METRIC_KEYS}
+    out = {key: result[key] for key in METRIC_KEYS}
+    objective = data.extra.get("objective")
+    values = getattr(objective, "values", None)
+    if values is not None:
+        out["average_rewards_at_k"] = average_rewards(ranked, relevant, values, 25)
+    return out
+
+
+def average_rewards(
+    ranked: RankedLists,
+    relevant: Sequence[AnyInts],
+    rewards: npt.NDArray[np.float64],
+    k: int,
+) -> float:
+    """Per user, the reward of the held-out items found in the top ``k`` over the reward
+    of all held-out items, averaged over users with any reward (spec §12.2's
+    ``average_rewards_at_k``, whose exact formula is not published)."""
+    reward = np.nan_to_num(np.maximum(rewards, 0.0))
+    lists = _pad(ranked, k)
+    shares = []
+    for row, items in zip(lists, relevant, strict=True):
+        total = float(reward[items].sum())
+        if total <= 0:
+            continue
+        found = np.intersect1d(row[row >= 0], items)
+        shares.append(float(reward[found].sum()) / total)
+    return float(np.mean(shares)) if shares else 0.0
 
 
 def _pad(ranked: RankedLists, length: int | None) -> npt.NDArray[np.int64]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,7 @@ _COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
 }
 _EVENT_TYPE = "EVENTTYPE"
+RECENT_MASKS = 128  # placeholder masks kept per catalogue (100k items: 100 KB each)
 
 
 def _text(value: str | float) -> str:
@@ -75,9 +77,11 @@ class ItemTable:
         self._names = {normalize_name(c): c for c in self._frame.columns}
         self._tokens: dict[str, dict[str, IntArray]] = {}
         self._numbers: dict[str, npt.NDArray[np.float64]] = {}
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         # Masks of conditions whose values are literals: fixed for this catalogue.
         self.static: dict[Condition, Mask] = {}
+        # Masks of placeholder conditions by their values: shops send few distinct ones.
+        self.recent: OrderedDict[tuple[Condition, tuple[str, ...]], Mask] = OrderedDict()
 
     def column(self, name: str) -> str | None:
         return self._names.get(normalize_name(name))
@@ -93,7 +97,7 @@ class ItemTable:
             return {}
         found = self._tokens.get(column)
         if found is None:
-            with self._lock:
+            with self.lock:
                 frame = (
                     pl.DataFrame(
                         {
@@ -232,15 +236,22 @@ def _matches(e: Expression, table: ItemTable, request: Request) -> Mask:
 
 
 def _item_condition(c: Condition, table: ItemTable, request: Request) -> Mask:
-    static = isinstance(c.right, Values)
-    if static:
+    if isinstance(c.right, Values):
         cached = table.static.get(c)
-        if cached is not None:
-            return cached
-    mask = _item_mask(c, table, request)
-    if static:
-        table.static[c] = mask
-    return mask
+        if cached is None:
+            cached = table.static[c] = _item_mask(c, table, request)
+        return cached
+    if isinstance(c.right, Param):
+        key = (c, request.values[c.right.name])
+        found = table.recent.get(key)
+        if found is None:
+            found = _item_mask(c, table, request)
+            with table.lock:
+                table.recent[key] = found
+                while len(table.recent) > RECENT_MASKS:
+                    table.recent.popitem(last=False)
+        return found
+    return _item_mask(c, table, request)
 
 
 def _item_mask(c: Condition, table: ItemTable, request: Request) -> Mask:

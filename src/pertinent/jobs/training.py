@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pertinent.data.streamed import events_frame, records_frame
 from pertinent.evaluation.metrics import evaluate
 from pertinent.jobs import autotrain
 from pertinent.jobs.base import Defer, JobContext, JobFailed, handler
+from pertinent.recipes._objective import Objective
 from pertinent.recipes.base import Params, Recipe, WarmStart
 from pertinent.recipes.registry import get_recipe
 from pertinent.store import artifacts
@@ -230,12 +231,36 @@ def _snapshot(
             training_data_config=config.get("trainingDataConfig"),
         )
         check_minimum_data(snap.data, event_type=event_type)
+        objective = _objective(config.get("optimizationObjective"), snap)
+        if objective is not None:
+            snap.data = replace(snap.data, extra={**snap.data.extra, "objective": objective})
     except InsufficientData as exc:
         raise JobFailed(str(exc)) from None
     except TrainingConfigError as exc:
         raise JobFailed(f"Create failed. {exc}") from None
     # Filters read every interaction, not only those this solution trains on.
     return snap, sources.event_cutoff, recent_interactions(interactions)
+
+
+def _objective(config: dict[str, Any] | None, snap: Snapshot) -> Objective | None:
+    """The solution's optimizationObjective as item values, or None without one."""
+    if not config or config.get("objectiveSensitivity", "LOW") == "OFF":
+        return None
+    attribute = str(config.get("itemAttribute", ""))
+    columns = {c.upper(): c for c in (snap.items.columns if snap.items is not None else [])}
+    column = columns.get(attribute.upper())
+    if snap.items is None or column is None:
+        raise TrainingConfigError(
+            f"optimizationObjective.itemAttribute {attribute} is not a column of the Items "
+            "dataset; name a numeric Items column."
+        )
+    if not snap.items.schema[column].is_numeric():
+        raise TrainingConfigError(
+            f"optimizationObjective.itemAttribute {attribute} is a "
+            f"{snap.items.schema[column]} column; it must be numeric."
+        )
+    values = snap.items[column].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    return Objective(values=values, sensitivity=str(config.get("objectiveSensitivity", "LOW")))
 
 
 def _write_model(

@@ -183,6 +183,7 @@ class SequentialModel(Model):
         self.cold_bias = float(state["cold_bias"])
         self._bonus: dict[float, F32] = {}
         self._unseen: npt.NDArray[np.bool_] | None = None
+        self.objective: F32 | None = None
 
     def _set_table(self, vectors: F32, bias: F32) -> None:
         """The item table as one (n, d + 1) block, bias last: a request's scores are then
@@ -324,6 +325,11 @@ class SequentialModel(Model):
             bonus = self._bonus[cutoff] = self.exploration.bonus(cutoff)
         logits += np.float32(factor * _EXPLORATION_SIGMAS * spread) * bonus
 
+    def apply_objective(self, boost: F32) -> None:
+        """Add a business objective to each item's bias (optimizationObjective)."""
+        self.objective = np.asarray(boost, dtype=np.float32)
+        self._set_table(np.array(self.V), np.array(self.bias) + self.objective)
+
     def with_new_items(self, attributes: Sequence[Mapping[str, str]]) -> SequentialModel:
         """A copy that also knows items added after training (PutItems), appended as
         indices ``n_items, n_items + 1, ...``: scored by their metadata alone with the cold
@@ -406,6 +412,8 @@ class SequentialModel(Model):
             arrays["impressions"] = self.exploration.impressions
         if self.knn is not None:
             arrays.update(self.knn.arrays())
+        if self.objective is not None:
+            arrays["objective"] = self.objective
         np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
         doc = {
             "format": _FORMAT,
@@ -438,7 +446,7 @@ class SequentialModel(Model):
                 exploration = ExplorationStats(
                     arrays["age_days"], arrays["interactions"], arrays["impressions"]
                 )
-            return cls(
+            model = cls(
                 net,
                 item_rows=EncodedRows.from_arrays(arrays, "item"),
                 user_rows=EncodedRows.from_arrays(arrays, "user"),
@@ -447,6 +455,9 @@ class SequentialModel(Model):
                 meta=doc["meta"],
                 knn=knn,
             )
+            if "objective" in arrays.files:
+                model.apply_objective(arrays["objective"])
+            return model
 
 
 def _stack(rows: Sequence[EncodedRows], n_numeric: int) -> EncodedRows:

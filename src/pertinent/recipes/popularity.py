@@ -73,8 +73,18 @@ def first_allowed(order: IntArray, n: int, allowed: BoolArray | None) -> IntArra
         return np.empty(0, dtype=np.int32)
     if allowed is None:
         return order[:n].copy()  # callers get their own array, not a view of the model
-    # O(n_items) numpy work, only paid when a filter is in force.
-    return order[allowed[order]][:n]
+    # Walk the order in growing chunks: a filter that keeps most items costs a few
+    # hundred lookups, not a pass over the catalogue; one that keeps few still ends.
+    kept: list[IntArray] = []
+    found, start, step = 0, 0, max(4 * n, 256)
+    while found < n and start < order.shape[0]:
+        chunk = order[start : start + step]
+        chunk = chunk[allowed[chunk]]
+        kept.append(chunk)
+        found += chunk.shape[0]
+        start += step
+        step *= 4
+    return np.concatenate(kept)[:n] if kept else np.empty(0, dtype=np.int32)
 
 
 class PopularityParams(Params):

@@ -44,6 +44,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._inference import ExplorationStats, SequentialModel
 from pertinent.recipes._knn import ItemKNN
+from pertinent.recipes._objective import Objective, item_boost
 from pertinent.recipes.base import Model, Params, Recipe, RecipeType, TrainingData, WarmStart
 
 if TYPE_CHECKING:
@@ -293,7 +294,7 @@ class _SequenceRecipe(Recipe):
         exploration = None
         if self.explore:
             exploration = _exploration_stats(data, item)
-        return SequentialModel(
+        model = SequentialModel(
             net.cpu(),
             item_rows=item_rows,
             user_rows=user_rows,
@@ -302,6 +303,10 @@ class _SequenceRecipe(Recipe):
             knn=knn if beta > 0 else None,
             meta={"recipe": self.name, "explore": self.explore, "knn_weight": beta},
         )
+        objective = data.extra.get("objective")
+        if isinstance(objective, Objective):
+            model.apply_objective(item_boost(objective, data, model.score_items, seed=data.seed))
+        return model
 
 
 class UserPersonalization(_SequenceRecipe):

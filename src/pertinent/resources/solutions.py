@@ -12,6 +12,7 @@ from pertinent.errors import (
     ResourceInUseException,
 )
 from pertinent.jobs.autotrain import rate_days, version_resource
+from pertinent.recipes._objective import SENSITIVITY
 from pertinent.recipes.base import Recipe
 from pertinent.recipes.registry import get_recipe
 from pertinent.resources._common import (
@@ -69,6 +70,7 @@ def _check_config(recipe_name: str, req: dict[str, Any]) -> None:
             "solutionConfig.autoMLConfig is only used with performAutoML=true."
         )
     _check_events_config(recipe, config.get("eventsConfig"))
+    _check_objective(recipe, config.get("optimizationObjective"))
     _check_training_data_config(config.get("trainingDataConfig"))
     try:
         rate_days(config)
@@ -99,6 +101,33 @@ def _check_events_config(recipe: type[Recipe], events: dict[str, Any] | None) ->
                 f"eventsConfig lists the event type {event_type!r} twice; give it one entry."
             )
         seen.add(event_type.lower())
+
+
+OBJECTIVE_RECIPES = (
+    "aws-user-personalization",
+    "aws-user-personalization-v2",
+    "aws-personalized-ranking",
+    "aws-personalized-ranking-v2",
+)
+
+
+def _check_objective(recipe: type[Recipe], objective: dict[str, Any] | None) -> None:
+    if not objective:
+        return
+    if recipe.name not in OBJECTIVE_RECIPES:
+        raise InvalidInputException(
+            f"solutionConfig.optimizationObjective works with {', '.join(OBJECTIVE_RECIPES)}; "
+            f"{recipe.name} cannot optimise for an item attribute."
+        )
+    if not objective.get("itemAttribute"):
+        raise InvalidInputException(
+            "solutionConfig.optimizationObjective needs itemAttribute, a numeric Items column."
+        )
+    if objective.get("objectiveSensitivity", "LOW") not in SENSITIVITY:
+        raise InvalidInputException(
+            "solutionConfig.optimizationObjective.objectiveSensitivity must be one of "
+            f"{', '.join(SENSITIVITY)}."
+        )
 
 
 def _check_training_data_config(config: dict[str, Any] | None) -> None:
