@@ -144,7 +144,7 @@ class Rows:
     catalogue) and each field by normalised name (strings, numbers or None)."""
 
     items: npt.NDArray[np.int64]
-    columns: Mapping[str, Sequence[str | float | None]] = field(default_factory=dict)
+    columns: Mapping[str, Sequence[Any] | npt.NDArray[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.items.shape[0])

@@ -5,12 +5,13 @@ plus what arrived since (PutItems, PutEvents, PutUsers), passed in by the caller
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import polars as pl
 
@@ -88,63 +89,56 @@ class FilterData:
         self.item_index = item_index
         self.table = table
         self._lock = threading.Lock()
-        self._recent: tuple[pl.DataFrame, dict[str, tuple[int, int]]] | None = None
+        self._recent: _Recent | None = None
         self._users: dict[str, dict[str, str]] | None = None
 
-    def _recent_frame(self) -> tuple[pl.DataFrame, dict[str, tuple[int, int]]]:
+    def _recent_arrays(self) -> _Recent:
         if self._recent is None:
             with self._lock:
                 path = None if self.directory is None else self.directory / "interactions.parquet"
                 frame = pl.read_parquet(path) if path is not None and path.exists() else None
-                if frame is None or not frame.height:
-                    self._recent = (pl.DataFrame(), {})
-                else:
-                    spans = (
-                        frame.with_row_index("_i")
-                        .group_by("USER_ID")
-                        .agg(pl.col("_i").min().alias("lo"), pl.len().alias("n"))
-                    )
-                    self._recent = (
-                        frame,
-                        {
-                            u: (lo, lo + n)
-                            for u, lo, n in zip(
-                                spans["USER_ID"].to_list(),
-                                spans["lo"].to_list(),
-                                spans["n"].to_list(),
-                                strict=True,
-                            )
-                        },
-                    )
+                self._recent = _Recent.of(frame, self.item_index)
         return self._recent
 
-    def rows(self, user_id: str | None, live: Iterable[LiveEvent] = ()) -> Rows:
+    def rows(self, user_id: str | None, live: Sequence[LiveEvent] = ()) -> Rows:
         """The user's newest interactions per event type, trained and streamed."""
-        frame, spans = self._recent_frame()
-        records: list[dict[str, Any]] = []
-        span = spans.get(user_id) if user_id is not None else None
-        if span is not None:
-            records = frame.slice(span[0], span[1] - span[0]).to_dicts()
-        for event in live:
-            record: dict[str, Any] = {
-                "ITEM_ID": event.item_id,
-                "TIMESTAMP": event.timestamp,
-                "EVENT_TYPE": event.event_type,
-                "EVENT_VALUE": event.event_value,
+        recent = self._recent_arrays()
+        span = recent.spans.get(user_id) if user_id is not None else None
+        lo, hi = span if span is not None else (0, 0)
+        columns: dict[str, npt.NDArray[Any]] = {k: v[lo:hi] for k, v in recent.columns.items()}
+        items = recent.items[lo:hi]
+        if live:
+            extra: list[dict[str, Any]] = []
+            for event in live:
+                record: dict[str, Any] = {
+                    "ITEMID": event.item_id,
+                    "TIMESTAMP": event.timestamp,
+                    "EVENTTYPE": event.event_type,
+                    "EVENTVALUE": event.event_value,
+                }
+                if event.properties:
+                    props = orjson.loads(event.properties)
+                    record.update({normalize_name(k): v for k, v in props.items()})
+                extra.append(record)
+            names = set(columns) | {k for r in extra for k in r}
+            names.discard("ITEMID")
+            n_old = int(items.shape[0])
+            columns = {
+                k: np.concatenate(
+                    [
+                        columns.get(k, np.full(n_old, None, dtype=object)).astype(object),
+                        np.array([r.get(k) for r in extra] + [None], dtype=object)[:-1],
+                    ]
+                )
+                for k in names
             }
-            if event.properties:
-                record.update(orjson.loads(event.properties))
-            records.append(record)
-        records = _newest_per_type(records)
-        columns: dict[str, list[Any]] = {}
-        for i, record in enumerate(records):
-            for key, value in record.items():
-                column = columns.setdefault(normalize_name(key), [None] * len(records))
-                column[i] = value
-        items = np.array(
-            [self.item_index.get(r.get("ITEM_ID") or "", -1) for r in records], dtype=np.int64
-        )
-        columns.pop("USERID", None)
+            items = np.concatenate(
+                [items, np.array([self.item_index.get(r["ITEMID"] or "", -1) for r in extra])]
+            ).astype(np.int64)
+            keep = _newest_per_type(columns.get("EVENTTYPE"), columns.get("TIMESTAMP"))
+            if keep is not None:
+                items = items[keep]
+                columns = {k: v[keep] for k, v in columns.items()}
         return Rows(items=items, columns=columns)
 
     def user(self, user_id: str | None, streamed: Mapping[str, Any] | None) -> dict[str, str]:
@@ -172,12 +166,54 @@ class FilterData:
         return self._users
 
 
-def _newest_per_type(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        by_type.setdefault(str(record.get("EVENT_TYPE") or "").lower(), []).append(record)
-    kept = []
-    for group in by_type.values():
-        group.sort(key=lambda r: float(r.get("TIMESTAMP") or 0.0))
-        kept.extend(group[-PER_EVENT_TYPE:])
-    return kept
+def _newest_per_type(
+    types: npt.NDArray[Any] | None, times: npt.NDArray[Any] | None
+) -> npt.NDArray[np.int64] | None:
+    """Rows to keep so that no event type has more than its newest 100; None: all."""
+    if types is None or types.shape[0] <= PER_EVENT_TYPE:
+        return None
+    kinds = np.array([str(t or "").lower() for t in types], dtype=object)
+    order = np.argsort(np.asarray(times, dtype=np.float64), kind="stable")[::-1]
+    seen: dict[str, int] = {}
+    keep = []
+    for i in order:
+        count = seen.get(kinds[i], 0)
+        if count < PER_EVENT_TYPE:
+            keep.append(i)
+        seen[kinds[i]] = count + 1
+    return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class _Recent:
+    """The trained interactions filters read, as arrays grouped by user."""
+
+    items: npt.NDArray[np.int64]
+    columns: dict[str, npt.NDArray[Any]]
+    spans: dict[str, tuple[int, int]]
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame | None, item_index: Mapping[str, int]) -> _Recent:
+        if frame is None or not frame.height:
+            return cls(np.empty(0, dtype=np.int64), {}, {})
+        users = frame["USER_ID"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+        ends = np.r_[starts[1:], users.shape[0]]
+        spans = {str(users[a]): (int(a), int(b)) for a, b in zip(starts, ends, strict=True)}
+        items = (
+            frame["ITEM_ID"]
+            .replace_strict(dict(item_index), default=-1, return_dtype=pl.Int64)
+            .to_numpy()
+        )
+        columns: dict[str, npt.NDArray[Any]] = {}
+        for name in frame.columns:
+            if name in ("USER_ID", "ITEM_ID"):
+                continue
+            series = frame[name]
+            if series.dtype.is_numeric():
+                columns[normalize_name(name)] = series.cast(pl.Float64).fill_null(np.nan).to_numpy()
+            else:
+                columns[normalize_name(name)] = np.asarray(
+                    series.cast(pl.String).to_list(), dtype=object
+                )
+        return cls(items, columns, spans)
