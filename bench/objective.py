@@ -97,8 +97,11 @@ def main() -> None:
     out = {
         "machine": {"cpus": os.cpu_count()},
         "args": vars(args),
-        "data": {"users": snap.data.n_users, "items": snap.data.n_items,
-                 "interactions": len(snap.data.interactions)},  # fmt: skip
+        "data": {
+            "users": snap.data.n_users,
+            "items": snap.data.n_items,
+            "interactions": len(snap.data.interactions),
+        },  # fmt: skip
         "rows": rows,
     }
     (RESULTS / "objective.json").write_text(json.dumps(out, indent=2) + "\n")
