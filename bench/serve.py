@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pertinent.demo.generate import generate
+from pertinent.demo.generate import DemoData, generate
 from pertinent.testing import (
     ServerProcess,
     create_dataset,
@@ -143,19 +143,25 @@ def setup(server: ServerProcess, work: Path, args: argparse.Namespace) -> dict[s
 def setup_up(server: ServerProcess, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     data = generate(work / "data", users=args.up_users, items=args.up_items, seed=1)
     pz = server.client("personalize")
-    group = create_group(pz, "bench-serve-up")
-    for kind, schema, path in (
-        ("Interactions", data.interactions_schema, data.interactions_csv),
-        ("Items", data.items_schema, data.items_csv),
-    ):
-        ds = create_dataset(pz, group, f"bench-up-{kind.lower()}", kind, schema)
-        job = import_data(pz, ds, f"bench-up-{kind.lower()}", path.as_uri())
-        assert job["status"] == "ACTIVE", job
+    group = _shop_group(pz, "bench-serve-up", data)
     config = {"algorithmHyperParameters": {"hidden_dimension": "64"}}
     version = train(pz, group, "bench-up", "aws-user-personalization", config, timeout=3600)
     assert version["status"] == "ACTIVE", version
     campaign = deploy(pz, "bench-up", version["solutionVersionArn"])
     return {"campaign": campaign, "users": list(data.user_taste)}
+
+
+def _shop_group(pz: Any, name: str, data: DemoData) -> str:
+    """A dataset group holding the generated interactions and items, imported."""
+    group = create_group(pz, name)
+    for kind, schema, path in (
+        ("Interactions", data.interactions_schema, data.interactions_csv),
+        ("Items", data.items_schema, data.items_csv),
+    ):
+        ds = create_dataset(pz, group, f"{name}-{kind.lower()}", kind, schema)
+        job = import_data(pz, ds, f"{name}-{kind.lower()}", path.as_uri())
+        assert job["status"] == "ACTIVE", job
+    return group
 
 
 def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dict[str, Any]:
@@ -200,15 +206,7 @@ def run_filter(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with ServerProcess(work / "server-filter") as server:
         data = generate(work / "data", users=args.up_users, items=args.up_items, seed=1)
         pz = server.client("personalize")
-        group = create_group(pz, "bench-filter")
-        for kind, schema, path in (
-            ("Interactions", data.interactions_schema, data.interactions_csv),
-            ("Items", data.items_schema, data.items_csv),
-        ):
-            ds = create_dataset(pz, group, f"bench-filter-{kind.lower()}", kind, schema)
-            assert (
-                import_data(pz, ds, f"bench-f-{kind.lower()}", path.as_uri())["status"] == "ACTIVE"
-            )
+        group = _shop_group(pz, "bench-filter", data)
         version = train(pz, group, "bench-filter", "aws-popularity-count")
         campaign = deploy(pz, "bench-filter", version["solutionVersionArn"])
         rt = server.client("personalize-runtime")

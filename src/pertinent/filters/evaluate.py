@@ -349,9 +349,11 @@ def _value_holds(
 
 
 def _is_number(value: str | float, values: tuple[str | float, ...]) -> bool:
+    """Whether both sides of an = / != read as numbers (then 3 equals "3.0")."""
     try:
         float(value)
-        float(values[0]) if values else None
+        if values:
+            float(values[0])
     except ValueError:
         return False
     return True

@@ -67,7 +67,13 @@ class Filters:
         return found
 
 
-def _live(ctx: Context, serving: Serving, user_id: str) -> list[LiveEvent]:
+def live_events(ctx: Context, serving: Serving, user_id: str) -> list[LiveEvent]:
+    """The user's events since the model was trained, read from the durable log.
+
+    This is what makes an event count at once: PutEvents commits before it answers, and
+    the next request reads it here. An anonymous visitor's ``sessionId`` passed as
+    ``userId`` finds the session's events.
+    """
     cutoff = serving.loaded.event_cutoff
     with ctx.catalog.read() as conn:
         rows = user_events(conn, serving.group_arn, user_id, after_id=cutoff)
@@ -123,7 +129,7 @@ def mask_for(
     reads = {dataset_name(c.left) for c in tree.conditions()}
     rows = None
     if "Interactions" in reads and user_id:
-        rows = data.rows(user_id, _live(ctx, serving, user_id))
+        rows = data.rows(user_id, live_events(ctx, serving, user_id))
     user: dict[str, str] = {}
     if "CurrentUser" in reads and user_id:
         users = serving.datasets.get("USERS")

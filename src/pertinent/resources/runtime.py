@@ -21,12 +21,19 @@ import orjson
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
 from pertinent.recipes.base import CatalogExtendable, Exploration, LiveUpdatable, Model, Ranked
 from pertinent.resources._common import Context
-from pertinent.resources.filtering import Filters, includes, mask_for, place_promoted, promotion_of
+from pertinent.resources.filtering import (
+    Filters,
+    includes,
+    live_events,
+    mask_for,
+    place_promoted,
+    promotion_of,
+)
 from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog
-from pertinent.store.eventlog import recent_events, record, records_since, user_events
+from pertinent.store.eventlog import recent_events, record, records_since
 from pertinent.store.status import ACTIVE
 
 DEFAULT_RESULTS = 25
@@ -235,20 +242,10 @@ def _items(
 def _live_events(
     ctx: Context, serving: Serving, user_id: str | None
 ) -> list[tuple[str | None, float]]:
-    """The user's events since the model was trained, read from the durable log.
-
-    This is what makes an event count at once: PutEvents commits before it answers, and
-    the next request reads it here. An anonymous visitor's ``sessionId`` passed as
-    ``userId`` finds the session's events.
-    """
+    """(item, time) of the user's live events, for models that answer from a history."""
     if not user_id or serving.loaded.recipe_type not in PERSONAL_TYPES:
         return []
-    cutoff = serving.loaded.event_cutoff
-    with ctx.catalog.read() as conn:
-        rows = user_events(conn, serving.group_arn, user_id, after_id=cutoff)
-        if not rows and user_id not in serving.loaded.user_index:
-            rows = user_events(conn, serving.group_arn, user_id, after_id=cutoff, by_session=True)
-    return [(r.item_id, r.timestamp) for r in rows]
+    return [(e.item_id, e.timestamp) for e in live_events(ctx, serving, user_id)]
 
 
 def _user_attributes(ctx: Context, serving: Serving, user_id: str | None) -> dict[str, str]:
