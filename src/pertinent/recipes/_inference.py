@@ -193,6 +193,10 @@ class SequentialModel(Model):
         table = np.zeros((vectors.shape[0], (d + 4) // 4 * 4), dtype=np.float32)
         table[:, :d] = vectors
         table[:, d] = bias
+        import torch
+
+        # torch shares the memory (``_table_logits``); numpy callers see it read-only.
+        self._table = torch.from_numpy(table)
         table.setflags(write=False)
         self.VB = table
         self.V = table[:, :d]
@@ -281,24 +285,35 @@ class SequentialModel(Model):
         side = self._side(queries)
         return out if side is None else out + side
 
+    batches = True
+
     def _logits(self, queries: Sequence[Query]) -> F32:
         q = self.query_vectors(queries)
         d = q.shape[1]
         q1 = np.zeros((q.shape[0], self.VB.shape[1]), dtype=np.float32)
         q1[:, :d] = q
         q1[:, d] = 1.0
-        if len(queries) == 1:
-            # One request: one matvec over the contiguous item table, bias included
-            # (memory-bound, ~1 ms at 100k × 64), no (1, n) temporaries.
-            logits: F32 = (self.VB @ q1[0])[None]
-        else:
-            logits = q1 @ self.VB.T
+        logits = self._table_logits(q1)
         if self.knn is not None:
             for row, query in enumerate(queries):
                 self.knn.add_to(logits[row], query.history, self.knn_weight)
         if self.exploration is not None and bool(self.meta.get("explore")):
             for row, query in enumerate(queries):
                 self._explore(logits[row], query)
+        return logits
+
+    def _table_logits(self, q1: F32) -> F32:
+        """``q1 @ VB.T`` by MKL's sgemm (torch), one read of the item table for all rows.
+
+        Reading the table bounds this (100k x 68 floats): eight queries cost about twice
+        what one does (2.3 ms against 1.3 ms on one core), where a matvec each would
+        cost eight times; numpy's OpenBLAS took 5.5 ms for two rows.
+        """
+        import torch
+
+        with torch.inference_mode():
+            out = torch.mm(torch.from_numpy(q1), self._table.T)
+        logits: F32 = out.numpy()
         return logits
 
     def _explore(self, logits: F32, query: Query) -> None:
@@ -362,16 +377,45 @@ class SequentialModel(Model):
     # --- the Model interface ----------------------------------------------------------
 
     def recommend(self, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
-        if n <= 0:
-            return Ranked(items=np.empty(0, dtype=np.int32), scores=np.empty(0, dtype=np.float32))
-        logits = self._logits([query])[0]
-        items = top_n(logits, n, allowed)
+        return self.recommend_many([query], [n], [allowed])[0]
+
+    def recommend_many(
+        self, queries: Sequence[Query], n: Sequence[int], allowed: Sequence[BoolArray | None]
+    ) -> list[Ranked]:
+        # Several queries share one pass over the item table (a matmul instead of a
+        # matvec per query): serving is bound by reading the table, not by arithmetic.
+        import torch
+
+        logits = torch.from_numpy(self._logits(queries))
         # Softmax over the whole catalogue, as Personalize's UP scores (spec §5.1).
-        top = float(logits.max())
-        shifted = np.subtract(logits, np.float32(top))
-        log_z = top + float(np.log(np.exp(shifted, out=shifted).sum(dtype=np.float64)))
-        scores = np.exp(logits[items].astype(np.float64) - log_z).astype(np.float32)
-        return Ranked(items=items, scores=scores)
+        log_z = torch.logsumexp(logits, dim=1)
+        for row, mask in enumerate(allowed):
+            if mask is not None:
+                logits[row].masked_fill_(torch.from_numpy(~mask), float("-inf"))
+        want = [min(k, self.n_items if a is None else int(np.count_nonzero(a))) for k, a in
+                zip(n, allowed, strict=True)]  # fmt: skip
+        # One more than asked: a tie across the cut means the top set is not unique,
+        # and ``top_n`` settles it (lower index first) so the answer never depends on
+        # torch's order among equals.
+        depth = min(max(want, default=0) + 1, self.n_items)
+        out: list[Ranked] = []
+        if depth == 0:
+            empty = Ranked(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32))
+            return [empty for _ in want]
+        values, index = torch.topk(logits, depth, dim=1)
+        for row, k in enumerate(want):
+            if k <= 0:
+                out.append(Ranked(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32)))
+                continue
+            v, i = values[row].numpy(), index[row].numpy()
+            if k < depth and v[k - 1] == v[k]:
+                items = top_n(logits[row].numpy(), k)
+            else:
+                top = np.lexsort((i[:k], -v[:k]))
+                items = i[:k][top].astype(np.int32)
+            scores = torch.exp(logits[row, torch.from_numpy(items)] - log_z[row])
+            out.append(Ranked(items=items, scores=scores.numpy()))
+        return out
 
     def rank(self, query: Query, candidates: IntArray) -> FloatArray:
         cand = np.asarray(candidates, dtype=np.int64)

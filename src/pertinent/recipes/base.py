@@ -200,6 +200,20 @@ class Model(ABC):
         also never returns the query item). No duplicates.
         """
 
+    # Whether ``recommend_many`` is cheaper than one ``recommend`` per query: serving
+    # then gathers concurrent requests into one call (serving/batching.py).
+    batches: bool = False
+
+    def recommend_many(
+        self, queries: Sequence[Query], n: Sequence[int], allowed: Sequence[BoolArray | None]
+    ) -> list[Ranked]:
+        """``recommend`` for several queries at once, each with its own ``n`` and mask.
+
+        A query's answer is the one ``recommend`` gives, up to float rounding: batched
+        arithmetic may sum in another order, so scores can differ in the last bit.
+        """
+        return [self.recommend(q, k, a) for q, k, a in zip(queries, n, allowed, strict=True)]
+
     def rank(self, query: Query, candidates: IntArray) -> FloatArray:
         """A score for each candidate (higher is better); recipes that rank override it."""
         raise NotImplementedError(f"{type(self).__name__} does not rank item lists")

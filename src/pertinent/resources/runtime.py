@@ -30,6 +30,7 @@ from pertinent.resources.filtering import (
     promotion_of,
 )
 from pertinent.resources.recipes import AUTO_METADATA, EXPLORING_RECIPES
+from pertinent.serving.batching import recommend
 from pertinent.serving.models import LoadedModel, ModelCache
 from pertinent.store import artifacts
 from pertinent.store.catalog import Catalog
@@ -340,7 +341,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
     rid = _recommendation_id()
     promoted: list[dict[str, Any]] = []
     if promotion is not None:
-        top = serving.model.recommend(query, promotion.slots, promotion.mask)
+        top = recommend(serving.model, query, promotion.slots, promotion.mask)
         promoted = _ranked_items(loaded, top, columns)
         for entry in promoted:
             entry["promotionName"] = promotion.name
@@ -350,7 +351,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
                 np.ones(len(loaded.item_ids), dtype=np.bool_) if allowed is None else allowed.copy()
             )
             allowed[top.items] = False
-    ranked = serving.model.recommend(query, n - len(promoted), allowed)
+    ranked = recommend(serving.model, query, n - len(promoted), allowed)
     items = _ranked_items(loaded, ranked, columns)
     if promoted:
         items = place_promoted(items, promoted, n, rid.encode())
