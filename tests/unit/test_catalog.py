@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from pertinent.store.catalog import SCHEMA_VERSION, Catalog, Resource, schema_info
+from pertinent.store.eventlog import event_row, insert_events, last_event_id, record, user_events
+from pertinent.store.tables import put_records
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -23,7 +25,7 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
     yield cat
     if request.param == "postgres":
         with cat.write() as conn:
-            for table in ("resources", "jobs", "dataset_parts"):
+            for table in ("resources", "jobs", "dataset_parts", "events", "put_records"):
                 conn.exec_driver_sql(f"DELETE FROM {table}")
     cat.dispose()
 
@@ -184,3 +186,42 @@ def test_stale_jobs_are_found_and_requeued(catalog: Catalog) -> None:
         Catalog.requeue(conn, job_id)
     again = catalog.claim("live-worker")
     assert again is not None and again.id == job_id and again.attempts == 2
+
+
+def test_request_path_reads_see_committed_events_and_records(catalog: Catalog) -> None:
+    group = f"arn:group/{time.time_ns()}"
+    with catalog.write() as conn:
+        insert_events(
+            conn,
+            [
+                event_row(group, user_id="u1", session_id="s1", item_id="a", timestamp=1.0,
+                          event_type="click", event_value=2.5, properties='{"x": 1}'),
+                event_row(group, user_id=None, session_id="anon", item_id="b", timestamp=2.0,
+                          event_type="view"),
+                event_row(group, user_id="u1", session_id="s1", item_id="c", timestamp=3.0,
+                          event_type="buy"),
+            ],  # fmt: skip
+        )
+        first = last_event_id(conn, group) - 2
+        conn.execute(
+            put_records.insert(),
+            [{"dataset_arn": group, "record_id": "u1", "properties": '{"AGE": "30"}',
+              "updated_at": 1.0}],  # fmt: skip
+        )
+    got = user_events(catalog, group, "u1", after_id=0)
+    assert got == [("a", 1.0, "click", 2.5, '{"x": 1}'), ("c", 3.0, "buy", None, None)]
+    assert [r[0] for r in user_events(catalog, group, "u1", after_id=first)] == ["c"]
+    assert [r[0] for r in user_events(catalog, group, "anon", after_id=0, by_session=True)] == [
+        "b"
+    ]
+    assert user_events(catalog, group, "anon", after_id=0) == []
+    assert record(catalog, group, "u1") == {"AGE": "30"}
+    assert record(catalog, group, "nobody") is None
+    # Reads from many threads share the pool and return every connection to it.
+    threads = [threading.Thread(target=user_events, args=(catalog, group, "u1"),
+                                kwargs={"after_id": 0}) for _ in range(40)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert catalog.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

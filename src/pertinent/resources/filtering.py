@@ -75,14 +75,11 @@ def live_events(ctx: Context, serving: Serving, user_id: str) -> list[LiveEvent]
     ``userId`` finds the session's events.
     """
     cutoff = serving.loaded.event_cutoff
-    with ctx.catalog.read() as conn:
-        rows = user_events(conn, serving.group_arn, user_id, after_id=cutoff)
-        if not rows and user_id not in serving.loaded.user_index:
-            rows = user_events(conn, serving.group_arn, user_id, after_id=cutoff, by_session=True)
-    return [
-        LiveEvent(r.item_id, float(r.timestamp), r.event_type, r.event_value, r.properties)
-        for r in rows
-    ]
+    catalog = ctx.catalog
+    rows = user_events(catalog, serving.group_arn, user_id, after_id=cutoff)
+    if not rows and user_id not in serving.loaded.user_index:
+        rows = user_events(catalog, serving.group_arn, user_id, after_id=cutoff, by_session=True)
+    return [LiveEvent(item, float(ts), kind, value, props) for item, ts, kind, value, props in rows]
 
 
 def mask_for(
@@ -135,8 +132,7 @@ def mask_for(
         users = serving.datasets.get("USERS")
         streamed = None
         if users is not None:
-            with ctx.catalog.read() as conn:
-                streamed = record(conn, users, user_id)
+            streamed = record(ctx.catalog, users, user_id)
         user = data.user(user_id, streamed)
     request = Request(
         values=decode_all(filter_values),

@@ -254,8 +254,7 @@ def _user_attributes(ctx: Context, serving: Serving, user_id: str | None) -> dic
     users = serving.datasets.get("USERS")
     if not user_id or users is None or not serving.model.uses_user_attributes:
         return {}
-    with ctx.catalog.read() as conn:
-        found = record(conn, users, user_id)
+    found = record(ctx.catalog, users, user_id)
     if not found:
         return {}
     return {k: v if isinstance(v, str) else orjson.dumps(v).decode() for k, v in found.items()}
@@ -269,8 +268,7 @@ def _new_item_neighbours(
     items = serving.datasets.get("ITEMS")
     if items is None:
         return None
-    with ctx.catalog.read() as conn:
-        found = record(conn, items, item_id)
+    found = record(ctx.catalog, items, item_id)
     if not found:
         return None
     return serving.loaded.metadata_neighbours(found, n, allowed) or None

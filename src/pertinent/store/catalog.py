@@ -13,7 +13,7 @@ reads use plain deferred transactions so they never wait for a writer (WAL).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +111,7 @@ class Catalog:
         self.url = url
         self.engine = create_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._native: dict[str, str] = {}
 
     # -- transactions -------------------------------------------------------------------
 
@@ -119,6 +120,29 @@ class Catalog:
         with self.engine.connect() as conn:
             with conn.begin():
                 yield conn
+
+    def fast_read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """One read on a request's path, run straight on a pooled driver connection.
+
+        ``sql`` marks parameters with ``?``. A live-event lookup costs 7 µs in SQLite and
+        0.25 ms through SQLAlchemy's statement and result layers: that difference was
+        most of what an interaction filter or a personal model added to a request.
+        """
+        native = self._native.get(sql)
+        if native is None:
+            native = sql if self.engine.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
+            self._native[sql] = native
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(native, tuple(params))
+                rows: list[tuple[Any, ...]] = list(cursor.fetchall())
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool, which rolls back whatever the read began
+        return rows
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

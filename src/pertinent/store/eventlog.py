@@ -244,24 +244,23 @@ def last_event_id(conn: Connection, group_arn: str) -> int:
     return int(value or 0)
 
 
+_USER_EVENTS = (
+    "SELECT item_id, timestamp, event_type, event_value, properties FROM events"
+    " WHERE group_arn = ? AND {column} = ? AND id > ? ORDER BY id"
+)
+_USER_EVENTS_SQL = {
+    column: _USER_EVENTS.format(column=column) for column in ("user_id", "session_id")
+}
+
+
 def user_events(
-    conn: Connection, group_arn: str, user_key: str, *, after_id: int, by_session: bool = False
-) -> list[sa.Row[Any]]:
-    """A user's (or an anonymous session's) events newer than ``after_id``, oldest first."""
-    column = events.c.session_id if by_session else events.c.user_id
-    q = (
-        sa.select(
-            events.c.id,
-            events.c.item_id,
-            events.c.timestamp,
-            events.c.event_type,
-            events.c.event_value,
-            events.c.properties,
-        )
-        .where(events.c.group_arn == group_arn, column == user_key, events.c.id > after_id)
-        .order_by(events.c.id)
-    )
-    return list(conn.execute(q))
+    catalog: Catalog, group_arn: str, user_key: str, *, after_id: int, by_session: bool = False
+) -> list[tuple[Any, ...]]:
+    """(item id, time, event type, value, properties) of a user's (or an anonymous
+    session's) events newer than ``after_id``, oldest first. Read on every personal
+    request, so it goes by ``Catalog.fast_read``."""
+    sql = _USER_EVENTS_SQL["session_id" if by_session else "user_id"]
+    return catalog.fast_read(sql, (group_arn, user_key, after_id))
 
 
 def recent_events(
@@ -327,15 +326,16 @@ def records(conn: Connection, dataset_arn: str) -> list[sa.Row[Any]]:
     return list(conn.execute(q))
 
 
-def record(conn: Connection, dataset_arn: str, record_id: str) -> dict[str, Any] | None:
-    """The newest PutItems/PutUsers properties of one id (schema column names), or None."""
-    q = sa.select(put_records.c.properties).where(
-        put_records.c.dataset_arn == dataset_arn, put_records.c.record_id == record_id
-    )
-    row = conn.execute(q).first()
-    if row is None:
+_RECORD_SQL = "SELECT properties FROM put_records WHERE dataset_arn = ? AND record_id = ?"
+
+
+def record(catalog: Catalog, dataset_arn: str, record_id: str) -> dict[str, Any] | None:
+    """The newest PutItems/PutUsers properties of one id (schema column names), or None.
+    Read on requests, so it goes by ``Catalog.fast_read``."""
+    rows = catalog.fast_read(_RECORD_SQL, (dataset_arn, record_id))
+    if not rows:
         return None
-    props: dict[str, Any] = orjson.loads(row[0]) if row[0] else {}
+    props: dict[str, Any] = orjson.loads(rows[0][0]) if rows[0][0] else {}
     return props
 
 
