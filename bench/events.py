@@ -30,11 +30,8 @@ import http.client
 import json
 import os
 import random
-import re
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +42,7 @@ from typing import Any
 
 import polars as pl
 
+import wrk
 from pertinent.config import Settings
 from pertinent.demo.generate import DemoData, generate
 from pertinent.store.catalog import Catalog
@@ -60,7 +58,6 @@ from pertinent.testing import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 EVENTS_PER_REQUEST = 10
 TARGETS = {"events_per_s": 5000.0, "p99_ms": 20.0, "lost": 0, "fresh_p99_ms": 100.0}
 # One torch thread: two on a busy two-core machine were seen to make training 10x slower.
@@ -91,29 +88,6 @@ request = function()
   return wrk.format(nil, "/events", nil, body)
 end
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def parse_wrk(text: str) -> dict[str, float]:
-    units = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-    out: dict[str, float] = {}
-    pattern = r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$"
-    for pct, value, unit in re.findall(pattern, text, re.M):
-        out[f"p{pct}_ms"] = float(value) * units[unit]
-    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    out["rps"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"(\d+) requests in", text)
-    out["requests"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    out["errors"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"Socket errors: (.*)$", text, re.M)
-    out["socket_errors"] = float(sum(int(n) for n in re.findall(r"\d+", m.group(1)))) if m else 0
-    return out
 
 
 # -- set-up ---------------------------------------------------------------------------
@@ -153,24 +127,16 @@ def stored_events(home: Path, group: str) -> list[str | None]:
 def run_wrk(
     server: ServerProcess, script: Path, args: argparse.Namespace, connections: int, duration: int
 ) -> dict[str, float]:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
-    cmd += ["-s", str(script), server.url]
-    before_server = cpu_seconds(server.pid)
-    before_client = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    wall = time.perf_counter() - started
-    after_client = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stats = parse_wrk(out)
-    requests = max(stats["requests"], 1.0)
-    client_cpu = (after_client.ru_utime - before_client.ru_utime) + (
-        after_client.ru_stime - before_client.ru_stime
+    stats = wrk.run_wrk(
+        server.url,
+        server.pid,
+        connections=connections,
+        duration=duration,
+        threads=args.threads,
+        script=script,
+        pause_pid=args.pause_pid,
     )
-    server_cpu = cpu_seconds(server.pid) - before_server
     stats["events_per_s"] = stats["rps"] * EVENTS_PER_REQUEST
-    stats["server_cpu_us_per_request"] = server_cpu / requests * 1e6
-    stats["server_cpu_share"] = server_cpu / wall
-    stats["client_cpu_share"] = client_cpu / wall
     return stats
 
 
@@ -365,6 +331,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[4, 8])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument(
+        "--pause-pid", type=int, default=None,
+        help="SIGSTOP this process while each wrk run measures, SIGCONT after",
+    )  # fmt: skip
     parser.add_argument("--users", type=int, default=800)
     parser.add_argument("--items", type=int, default=300)
     args = parser.parse_args()

@@ -31,8 +31,6 @@ import argparse
 import json
 import os
 import random
-import re
-import resource
 import shutil
 import socket
 import subprocess
@@ -42,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import wrk
 from pertinent.demo.generate import DemoData, generate
 from pertinent.testing import (
     ServerProcess,
@@ -54,7 +53,6 @@ from pertinent.testing import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 LUA = """
 wrk.method = "POST"
@@ -68,57 +66,18 @@ end
 """
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def parse_wrk(text: str) -> dict[str, float]:
-    units = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
-    out: dict[str, float] = {}
-    pattern = r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$"
-    for pct, value, unit in re.findall(pattern, text, re.M):
-        out[f"p{pct}_ms"] = float(value) * units[unit]
-    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    out["rps"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"(\d+) requests in", text)
-    out["requests"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    out["errors"] = float(m.group(1)) if m else 0.0
-    return out
-
-
 def run_wrk(
     server: ServerProcess, path: str, script: Path | None, args: argparse.Namespace
 ) -> dict[str, float]:
-    cmd = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{args.duration}s",
-        "--latency",
-    ]
-    if script is not None:
-        cmd += ["-s", str(script)]
-    cmd.append(server.url + path)
-    before_server = cpu_seconds(server.pid)
-    before_client = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    wall = time.perf_counter() - started
-    after_client = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stats = parse_wrk(out)
-    requests = max(stats["requests"], 1.0)
-    server_cpu = cpu_seconds(server.pid) - before_server
-    client_cpu = (after_client.ru_utime - before_client.ru_utime) + (
-        after_client.ru_stime - before_client.ru_stime
+    return wrk.run_wrk(
+        server.url + path,
+        server.pid,
+        connections=args.connections,
+        duration=args.duration,
+        threads=args.threads,
+        script=script,
+        pause_pid=args.pause_pid,
     )
-    stats["server_cpu_us_per_request"] = server_cpu / requests * 1e6
-    stats["client_cpu_us_per_request"] = client_cpu / requests * 1e6
-    stats["server_cpu_share"] = server_cpu / wall
-    stats["client_cpu_share"] = client_cpu / wall
-    return stats
 
 
 def setup(server: ServerProcess, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -281,6 +240,13 @@ def main() -> None:
     parser.add_argument("--scenario", choices=("basic", "up", "filter"), default="basic")
     parser.add_argument("--up-items", type=int, default=100_000)
     parser.add_argument("--up-users", type=int, default=20_000)
+    parser.add_argument(
+        "--pause-pid",
+        type=int,
+        default=None,
+        help="SIGSTOP this process while each measurement runs (a long benchmark "
+        "sharing the machine), SIGCONT after",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")

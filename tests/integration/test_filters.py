@@ -325,6 +325,23 @@ def test_promotions_take_their_share_of_slots(
     assert code == "InvalidInputException"
 
 
+def test_v2_promoted_items_say_why(
+    rt: Any, pz: Any, shop: DemoData, group: dict[str, str], catalogue: dict[str, dict[str, Any]]
+) -> None:
+    v2 = _campaign(pz, group, "aws-user-personalization-v2")
+    books = _filter(pz, group, 'INCLUDE ItemID WHERE Items.CATEGORY_L1 IN ("books")')
+    user = next(iter(shop.user_taste))
+    got = rt.get_recommendations(
+        campaignArn=v2, userId=user, numResults=10,
+        promotions=[{"name": "read-more", "percentPromotedItems": 30, "filterArn": books}],
+    )["itemList"]  # fmt: skip
+    promoted = [i for i in got if i.get("promotionName") == "read-more"]
+    assert len(promoted) == 3
+    assert all(i["reason"] == ["Promoted item"] for i in promoted)
+    assert all("reason" not in i for i in got if "promotionName" not in i)
+    assert all(catalogue[i["itemId"]]["CATEGORY_L1"] == "books" for i in promoted)
+
+
 def test_put_items_changes_are_filtered_at_once(
     server: ServerProcess, rt: Any, pz: Any, group: dict[str, str], popular: str,
     catalogue: dict[str, dict[str, Any]],

@@ -119,7 +119,8 @@ def test_models_that_do_not_batch_are_called_directly(model: Model) -> None:
     plain.release.set()
     batching.recommend(plain, query(1), 3)
     assert plain not in batching._batchers
-    assert batching.recommend(model, query(1), 3).items.tolist() == model.recommend(
-        query(1), 3
-    ).items.tolist()
+    assert (
+        batching.recommend(model, query(1), 3).items.tolist()
+        == model.recommend(query(1), 3).items.tolist()
+    )
     assert model in batching._batchers

@@ -194,26 +194,50 @@ def test_request_path_reads_see_committed_events_and_records(catalog: Catalog) -
         insert_events(
             conn,
             [
-                event_row(group, user_id="u1", session_id="s1", item_id="a", timestamp=1.0,
-                          event_type="click", event_value=2.5, properties='{"x": 1}'),
-                event_row(group, user_id=None, session_id="anon", item_id="b", timestamp=2.0,
-                          event_type="view"),
-                event_row(group, user_id="u1", session_id="s1", item_id="c", timestamp=3.0,
-                          event_type="buy"),
+                event_row(
+                    group,
+                    user_id="u1",
+                    session_id="s1",
+                    item_id="a",
+                    timestamp=1.0,
+                    event_type="click",
+                    event_value=2.5,
+                    properties='{"x": 1}',
+                ),
+                event_row(
+                    group,
+                    user_id=None,
+                    session_id="anon",
+                    item_id="b",
+                    timestamp=2.0,
+                    event_type="view",
+                ),
+                event_row(
+                    group,
+                    user_id="u1",
+                    session_id="s1",
+                    item_id="c",
+                    timestamp=3.0,
+                    event_type="buy",
+                ),
             ],  # fmt: skip
         )
         first = last_event_id(conn, group) - 2
         conn.execute(
             put_records.insert(),
-            [{"dataset_arn": group, "record_id": "u1", "properties": '{"AGE": "30"}',
-              "updated_at": 1.0}],  # fmt: skip
+            [
+                {
+                    "dataset_arn": group,
+                    "record_id": "u1",
+                    "properties": '{"AGE": "30"}',
+                    "updated_at": 1.0,
+                }
+            ],  # fmt: skip
         )
     got = user_events(catalog, group, "u1", after_id=0)
     assert got == [("a", 1.0, "click", 2.5, '{"x": 1}'), ("c", 3.0, "buy", None, None)]
     assert [r[0] for r in user_events(catalog, group, "u1", after_id=first)] == ["c"]
-    assert [r[0] for r in user_events(catalog, group, "anon", after_id=0, by_session=True)] == [
-        "b"
-    ]
+    assert [r[0] for r in user_events(catalog, group, "anon", after_id=0, by_session=True)] == ["b"]
     assert user_events(catalog, group, "anon", after_id=0) == []
     assert record(catalog, group, "u1") == {"AGE": "30"}
     assert record(catalog, group, "nobody") is None

@@ -278,6 +278,13 @@ def _recommendation_id() -> str:
     return f"RID-{os.urandom(16).hex()}"
 
 
+# PredictedItem.reason: "If you use User-Personalization-v2, a list of reasons for why the
+# item was included" (botocore). Of its three, "Promoted item" applies here: v2 has no
+# exploration, and the model ranks every item a filter lets through, so no popular
+# placeholders are ever needed to fill a list.
+GIVES_REASONS = frozenset({"aws-user-personalization-v2"})
+
+
 def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> dict[str, Any]:
     campaign_arn = req.get("campaignArn")
     if req.get("recommenderArn") and not campaign_arn:
@@ -343,6 +350,8 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
         promoted = _ranked_items(loaded, top, columns)
         for entry in promoted:
             entry["promotionName"] = promotion.name
+            if loaded.recipe_name in GIVES_REASONS:
+                entry["reason"] = ["Promoted item"]
         if top.items.size:
             # Promoted items are not repeated among the organic ones.
             allowed = (
