@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from pertinent.errors import InvalidInputException, ResourceNotFoundException
+from pertinent.errors import InvalidInputException, PertinentError, ResourceNotFoundException
 from pertinent.recipes.base import CatalogExtendable, Exploration, LiveUpdatable, Model, Ranked
 from pertinent.resources._common import Context
 from pertinent.resources.filtering import (
@@ -276,6 +276,21 @@ def _new_item_neighbours(
 
 def _recommendation_id() -> str:
     return f"RID-{os.urandom(16).hex()}"
+
+
+def runs_long(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> bool:
+    """Whether a runtime request should leave the event loop for a worker thread: it
+    does when its campaign's model scores in batches (a sequence model reading a large
+    item table), so that concurrent requests can share a batch and the cores. Cheap
+    campaigns (popularity, SIMS) answer on the loop, where a thread hop would cost more
+    than the answer."""
+    arn = req.get("campaignArn")
+    if not isinstance(arn, str):
+        return False
+    try:
+        return runtime.serving(ctx, arn).model.batches
+    except PertinentError:
+        return False  # the handler raises it, with its message
 
 
 # PredictedItem.reason: "If you use User-Personalization-v2, a list of reasons for why the
