@@ -9,12 +9,16 @@ both recorded, since on a 2-core box the load generator competes with the server
     .venv/bin/python bench/serve.py [--duration 10] [--connections 16]
     .venv/bin/python bench/serve.py --scenario up   # user-personalization, 100k items
     .venv/bin/python bench/serve.py --scenario filter   # filters on a 100k-item catalogue
+    ... --pause-pid PID   # SIGSTOP another process (a long benchmark) while timing
 
 ``--scenario up`` trains aws-user-personalization (hidden_dimension 64) on a generated
 catalogue of ``--up-items`` (100k) items and drives it beside bench/numpy_server.py, a
 bare uvicorn + numpy scorer of the same size and width: the floor for answering with a
 d=64 model over 100k items. Training runs one epoch there (PERTINENT_MAX_EPOCHS=1):
-this measures serving, not quality (bench/quality.py does that).
+this measures serving, not quality (bench/quality.py does that). Both are driven at
+each of ``--up-connections`` (4, 8, 16): the server gathers concurrent requests into
+batches (serving/batching.py), so throughput grows and latency with it as more requests
+are in flight; a closed loop's mean latency is connections / throughput.
 
 ``--scenario filter`` serves a popularity-count campaign over ``--up-items`` (100k) items
 with Items metadata, the same requests without a filter and with each kind of filter:
@@ -67,12 +71,16 @@ end
 
 
 def run_wrk(
-    server: ServerProcess, path: str, script: Path | None, args: argparse.Namespace
+    server: ServerProcess,
+    path: str,
+    script: Path | None,
+    args: argparse.Namespace,
+    connections: int | None = None,
 ) -> dict[str, float]:
     return wrk.run_wrk(
         server.url + path,
         server.pid,
-        connections=args.connections,
+        connections=connections or args.connections,
         duration=args.duration,
         threads=args.threads,
         script=script,
@@ -138,12 +146,16 @@ def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dic
         rt = server.client("personalize-runtime")
         rt.get_recommendations(campaignArn=ready["campaign"], userId=ready["users"][0])
         rows["/ping (HTTP floor)"] = run_wrk(server, "/ping", None, args)
-        name = f"GetRecommendations aws-user-personalization ({args.up_items // 1000}k items)"
-        rows[name] = run_wrk(server, "/", script, args)
+        # Batching trades latency for throughput with the number of requests in flight:
+        # each connection count is its own closed-loop run.
+        for c in args.up_connections:
+            name = f"GetRecommendations aws-user-personalization ({args.up_items // 1000}k items"
+            rows[f"{name}, {c} conns)"] = run_wrk(server, "/", script, args, c)
     bare = _numpy_server(work, args)
     try:
-        name = f"bare numpy scorer ({args.up_items // 1000}k items, d=64)"
-        rows[name] = run_wrk(bare, "/recommendations", script, args)
+        for c in args.up_connections:
+            name = f"bare numpy scorer ({args.up_items // 1000}k items, d=64, {c} conns)"
+            rows[name] = run_wrk(bare, "/recommendations", script, args, c)
     finally:
         bare.stop()
     return rows
@@ -240,6 +252,7 @@ def main() -> None:
     parser.add_argument("--scenario", choices=("basic", "up", "filter"), default="basic")
     parser.add_argument("--up-items", type=int, default=100_000)
     parser.add_argument("--up-users", type=int, default=20_000)
+    parser.add_argument("--up-connections", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument(
         "--pause-pid",
         type=int,

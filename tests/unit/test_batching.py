@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ def model() -> Model:
 
 
 class Held(Model):
-    """The real model, its first batch held until the test lets it go: later calls
+    """The real model, its first batch held until the test lets it go: later requests
     must then queue behind it and run as one batch."""
 
     batches = True
@@ -67,60 +67,71 @@ def query(user: int) -> Query:
     return Query(user=user, history=np.asarray([user % 20, (user + 1) % 20], dtype=np.int32))
 
 
-def test_concurrent_calls_queue_into_one_batch(model: Model) -> None:
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+def test_requests_queue_behind_a_busy_runner_and_run_as_one_batch(model: Model) -> None:
     held = Held(model)
-    batcher = Batcher(held, runners=1)
-    with ThreadPoolExecutor(8) as pool:
-        first = pool.submit(batcher.recommend, query(0), 5)
-        assert held.entered.wait(10)
-        rest = [pool.submit(batcher.recommend, query(u), 5) for u in range(1, 7)]
-        while len(batcher._queue) < 6:  # the six are waiting behind the held batch
-            threading.Event().wait(0.01)
+
+    async def scenario() -> list[Ranked]:
+        batcher = Batcher(held, asyncio.get_running_loop(), runners=1)
+        first = asyncio.ensure_future(batcher.recommend(query(0), 5, None))
+        await _until(held.entered.is_set)
+        rest = [asyncio.ensure_future(batcher.recommend(query(u), 5, None)) for u in range(1, 7)]
+        await _until(lambda: len(batcher.pending) == 6)
         held.release.set()
-        answers = [first.result(10)] + [f.result(10) for f in rest]
+        answers = await asyncio.gather(first, *rest)
+        assert (batcher.batches, batcher.requests) == (2, 7)
+        return answers
+
+    answers = asyncio.run(scenario())
     assert held.sizes == [1, 6]
-    assert (batcher.batches, batcher.requests) == (2, 7)
     for user, got in enumerate(answers):
         assert got.items.tolist() == model.recommend(query(user), 5).items.tolist()
 
 
 def test_a_failing_query_fails_only_itself(model: Model) -> None:
     held = Held(model)
-    batcher = Batcher(held, runners=1)
-    with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(batcher.recommend, query(0), 5)
-        assert held.entered.wait(10)
-        bad = pool.submit(batcher.recommend, Query(user=-1), 5)
-        good = pool.submit(batcher.recommend, query(3), 5)
-        while len(batcher._queue) < 2:
-            threading.Event().wait(0.01)
+
+    async def scenario() -> None:
+        batcher = Batcher(held, asyncio.get_running_loop(), runners=1)
+        first = asyncio.ensure_future(batcher.recommend(query(0), 5, None))
+        await _until(held.entered.is_set)
+        bad = asyncio.ensure_future(batcher.recommend(Query(user=-1), 5, None))
+        good = asyncio.ensure_future(batcher.recommend(query(3), 5, None))
+        await _until(lambda: len(batcher.pending) == 2)
         held.release.set()
-        assert first.result(10).items.size == 5
+        assert (await first).items.size == 5
         with pytest.raises(ValueError, match="bad query"):
-            bad.result(10)
-        assert good.result(10).items.tolist() == model.recommend(query(3), 5).items.tolist()
+            await bad
+        assert (await good).items.tolist() == model.recommend(query(3), 5).items.tolist()
+
+    asyncio.run(scenario())
 
 
-def test_many_threads_get_their_own_answers(model: Model) -> None:
-    batcher = Batcher(model)
+def test_many_requests_get_their_own_answers(model: Model) -> None:
     users = list(range(200))
-    with ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda u: batcher.recommend(query(u), 5), users))
-    assert batcher.requests == len(users)
+
+    async def scenario() -> list[Ranked]:
+        return await asyncio.gather(*(batching.recommend(model, query(u), 5) for u in users))
+
+    answers = asyncio.run(scenario())
     for user, got in zip(users, answers, strict=True):
         assert got.items.tolist() == model.recommend(query(user), 5).items.tolist()
+    batcher = batching._batchers[model]
+    assert batcher.requests == len(users) and batcher.batches < len(users)
 
 
-def test_models_that_do_not_batch_are_called_directly(model: Model) -> None:
+def test_models_that_do_not_batch_are_answered_on_the_loop(model: Model) -> None:
     class Plain(Held):
         batches = False
 
     plain = Plain(model)
     plain.release.set()
-    batching.recommend(plain, query(1), 3)
+    asyncio.run(batching.recommend(plain, query(1), 3))
     assert plain not in batching._batchers
-    assert (
-        batching.recommend(model, query(1), 3).items.tolist()
-        == model.recommend(query(1), 3).items.tolist()
-    )
-    assert model in batching._batchers

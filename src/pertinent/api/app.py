@@ -35,12 +35,7 @@ from pertinent.resources import OPERATIONS
 from pertinent.resources._common import Context
 from pertinent.resources.actions import put_action_interactions, put_actions
 from pertinent.resources.events import EventsService, put_events, put_items, put_users
-from pertinent.resources.runtime import (
-    Runtime,
-    get_personalized_ranking,
-    get_recommendations,
-    runs_long,
-)
+from pertinent.resources.runtime import Runtime, get_personalized_ranking, get_recommendations
 from pertinent.store.catalog import Catalog
 from pertinent.store.eventlog import GroupCommitWriter
 
@@ -144,8 +139,6 @@ class RestRoute:
     operation: str
     handler: Callable[..., Any]
     uses: str  # "runtime" or "events": the Services attribute passed to the handler
-    # Whether this request runs in a worker thread instead of on the event loop.
-    offload: Callable[..., bool] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -155,11 +148,9 @@ class RestRoute:
 RUNTIME = "personalize-runtime"
 EVENTS = "personalize-events"
 REST_ROUTES: dict[str, RestRoute] = {
-    "/recommendations": RestRoute(
-        RUNTIME, "GetRecommendations", get_recommendations, "runtime", runs_long
-    ),
+    "/recommendations": RestRoute(RUNTIME, "GetRecommendations", get_recommendations, "runtime"),
     "/personalize-ranking": RestRoute(
-        RUNTIME, "GetPersonalizedRanking", get_personalized_ranking, "runtime", runs_long
+        RUNTIME, "GetPersonalizedRanking", get_personalized_ranking, "runtime"
     ),
     "/events": RestRoute(EVENTS, "PutEvents", put_events, "events"),
     "/items": RestRoute(EVENTS, "PutItems", put_items, "events"),
@@ -229,8 +220,6 @@ class App:
             # Handlers build the exact wire shape, so no projection on the hot path.
             if route.is_async:
                 result = await route.handler(ctx, dependency, params)
-            elif route.offload is not None and route.offload(ctx, dependency, params):
-                result = await run_in_threadpool(route.handler, ctx, dependency, params)
             else:
                 result = route.handler(ctx, dependency, params)
             body = orjson.dumps(result)

@@ -181,7 +181,7 @@ class SequentialModel(Model):
         self.uses_user_attributes = self.user_bag.active
         self.item_bag = _Bag(state, "item_meta", self.encoders["item"])
         self.cold_bias = float(state["cold_bias"])
-        self._bonus: dict[float, F32] = {}
+        self._bonus: dict[float, tuple[npt.NDArray[np.intp], F32]] = {}
         self._unseen: npt.NDArray[np.bool_] | None = None
         self.objective: F32 | None = None
 
@@ -337,8 +337,12 @@ class SequentialModel(Model):
         cutoff = float(exp.item_age_cutoff_days)
         bonus = self._bonus.get(cutoff)
         if bonus is None:
-            bonus = self._bonus[cutoff] = self.exploration.bonus(cutoff)
-        logits += np.float32(factor * _EXPLORATION_SIGMAS * spread) * bonus
+            full = self.exploration.bonus(cutoff)
+            explorable = np.flatnonzero(full)
+            bonus = self._bonus[cutoff] = (explorable, full[explorable])
+        # Only explorable (young, little-seen) items get a bonus: touch just those.
+        explorable, amount = bonus
+        logits[explorable] += np.float32(factor * _EXPLORATION_SIGMAS * spread) * amount
 
     def apply_objective(self, boost: F32) -> None:
         """Add a business objective to each item's bias (optimizationObjective)."""
@@ -403,18 +407,25 @@ class SequentialModel(Model):
             empty = Ranked(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32))
             return [empty for _ in want]
         values, index = torch.topk(logits, depth, dim=1)
+        # The top logits minus log Z are the scores: one pass for the batch.
+        scores = torch.exp(values - log_z[:, None]).numpy()
+        top_values, top_index = values.numpy(), index.numpy()
         for row, k in enumerate(want):
             if k <= 0:
                 out.append(Ranked(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32)))
                 continue
-            v, i = values[row].numpy(), index[row].numpy()
+            v = top_values[row]
             if k < depth and v[k - 1] == v[k]:
                 items = top_n(logits[row].numpy(), k)
-            else:
-                top = np.lexsort((i[:k], -v[:k]))
-                items = i[:k][top].astype(np.int32)
-            scores = torch.exp(logits[row, torch.from_numpy(items)] - log_z[row])
-            out.append(Ranked(items=items, scores=scores.numpy()))
+                row_scores = torch.exp(logits[row, torch.from_numpy(items)] - log_z[row]).numpy()
+                out.append(Ranked(items=items, scores=row_scores))
+                continue
+            items = top_index[row, :k].astype(np.int32)
+            row_scores = scores[row, :k]
+            if np.any(v[1:k] == v[: k - 1]):  # equal logits inside the list: lower index first
+                order = np.lexsort((items, -v[:k]))
+                items, row_scores = items[order], row_scores[order]
+            out.append(Ranked(items=items, scores=np.ascontiguousarray(row_scores)))
         return out
 
     def rank(self, query: Query, candidates: IntArray) -> FloatArray:

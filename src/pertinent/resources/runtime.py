@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from pertinent.errors import InvalidInputException, PertinentError, ResourceNotFoundException
+from pertinent.errors import InvalidInputException, ResourceNotFoundException
 from pertinent.recipes.base import CatalogExtendable, Exploration, LiveUpdatable, Model, Ranked
 from pertinent.resources._common import Context
 from pertinent.resources.filtering import (
@@ -278,21 +278,6 @@ def _recommendation_id() -> str:
     return f"RID-{os.urandom(16).hex()}"
 
 
-def runs_long(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> bool:
-    """Whether a runtime request should leave the event loop for a worker thread: it
-    does when its campaign's model scores in batches (a sequence model reading a large
-    item table), so that concurrent requests can share a batch and the cores. Cheap
-    campaigns (popularity, SIMS) answer on the loop, where a thread hop would cost more
-    than the answer."""
-    arn = req.get("campaignArn")
-    if not isinstance(arn, str):
-        return False
-    try:
-        return runtime.serving(ctx, arn).model.batches
-    except PertinentError:
-        return False  # the handler raises it, with its message
-
-
 # PredictedItem.reason: "If you use User-Personalization-v2, a list of reasons for why the
 # item was included" (botocore). Of its three, "Promoted item" applies here: v2 has no
 # exploration, and the model ranks every item a filter lets through, so no popular
@@ -300,7 +285,9 @@ def runs_long(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> bool:
 GIVES_REASONS = frozenset({"aws-user-personalization-v2"})
 
 
-def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> dict[str, Any]:
+async def get_recommendations(
+    ctx: Context, runtime: Runtime, req: dict[str, Any]
+) -> dict[str, Any]:
     campaign_arn = req.get("campaignArn")
     if req.get("recommenderArn") and not campaign_arn:
         raise InvalidInputException(
@@ -361,7 +348,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
     rid = _recommendation_id()
     promoted: list[dict[str, Any]] = []
     if promotion is not None:
-        top = recommend(serving.model, query, promotion.slots, promotion.mask)
+        top = await recommend(serving.model, query, promotion.slots, promotion.mask)
         promoted = _ranked_items(loaded, top, columns)
         for entry in promoted:
             entry["promotionName"] = promotion.name
@@ -373,7 +360,7 @@ def get_recommendations(ctx: Context, runtime: Runtime, req: dict[str, Any]) -> 
                 np.ones(len(loaded.item_ids), dtype=np.bool_) if allowed is None else allowed.copy()
             )
             allowed[top.items] = False
-    ranked = recommend(serving.model, query, n - len(promoted), allowed)
+    ranked = await recommend(serving.model, query, n - len(promoted), allowed)
     items = _ranked_items(loaded, ranked, columns)
     if promoted:
         items = place_promoted(items, promoted, n, rid.encode())

@@ -1,19 +1,24 @@
 """Concurrent requests to one model answered together (``Model.recommend_many``).
 
-Requests run in a thread pool. A model whose ``batches`` is set (the sequence models:
-their cost is one read of a 100k x 64 item table, shared by a whole batch) gets a
-``Batcher``: the first request that finds the model idle runs alone at once, so an
-idle server adds no wait; requests that arrive while a batch runs queue up, and when
-it ends the oldest of them runs the queue as the next batch. Batches grow with load
-and each request waits for at most one batch ahead of its own (group commit, as
-databases flush their logs).
+A model whose ``batches`` is set (the sequence models: their cost is one read of a
+100k x 64 item table, which a whole batch can share) is called from a ``Batcher`` on
+the server's event loop. The loop keeps doing each request's own work (parsing, live
+events, filters, the JSON answer) while ``RUNNERS`` threads score: the first request
+that finds a runner free is scored at once, alone, so an idle server adds no wait;
+requests that arrive while the runners are busy queue up, and the next free runner
+takes the whole queue as one batch. Batches grow with load, and a request waits for at
+most one batch ahead of its own (group commit, as databases flush their logs).
+
+Running request handlers in a thread pool instead was tried: sixteen threads taking
+turns at the GIL left batches of two and one busy core.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pertinent.recipes.base import BoolArray, Model, Query, Ranked
@@ -21,21 +26,23 @@ from pertinent.recipes.base import BoolArray, Model, Query, Ranked
 __all__ = ["Batcher", "recommend"]
 
 MAX_BATCH = 32
-RUNNERS = 2
+RUNNERS = 2  # the cores of the machine this was tuned on; torch and BLAS use one each
 
+_executor = ThreadPoolExecutor(max_workers=RUNNERS, thread_name_prefix="pertinent-score")
 _batchers: weakref.WeakKeyDictionary[Model, Batcher] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
 
 
-def recommend(model: Model, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
-    """``model.recommend``, batched with concurrent requests where the model gains by it."""
+async def recommend(model: Model, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
+    """``model.recommend``: batched with concurrent requests where the model gains by it,
+    else answered at once on the event loop (cheap models: a thread hop would cost more
+    than the answer)."""
     if not model.batches:
         return model.recommend(query, n, allowed)
+    loop = asyncio.get_running_loop()
     batcher = _batchers.get(model)
-    if batcher is None:
-        with _lock:
-            batcher = _batchers.setdefault(model, Batcher(model))
-    return batcher.recommend(query, n, allowed)
+    if batcher is None or batcher.loop is not loop:
+        batcher = _batchers[model] = Batcher(model, loop)
+    return await batcher.recommend(query, n, allowed)
 
 
 @dataclass(eq=False)
@@ -43,72 +50,72 @@ class _Call:
     query: Query
     n: int
     allowed: BoolArray | None
-    done: threading.Event = field(default_factory=threading.Event)
+    future: asyncio.Future[Ranked]
     result: Ranked | None = None
-    error: BaseException | None = None
-    # Set when this call is handed the next batch to run (itself first).
-    batch: list[_Call] | None = None
+    error: BaseException | None = field(default=None, repr=False)
 
 
 class Batcher:
-    def __init__(self, model: Model, max_batch: int = MAX_BATCH, runners: int = RUNNERS) -> None:
+    """One model's queue on one event loop. Only the loop's thread touches its state."""
+
+    def __init__(
+        self,
+        model: Model,
+        loop: asyncio.AbstractEventLoop,
+        runners: int = RUNNERS,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
         self.model = model
-        self.max_batch = max_batch
+        self.loop = loop
         self.runners = runners
-        self._lock = threading.Lock()
-        self._queue: list[_Call] = []
+        self.max_batch = max_batch
+        self.pending: list[_Call] = []
         self._running = 0
         self.batches = 0  # batches run, and the requests in them: for tests and benchmarks
         self.requests = 0
 
-    def recommend(self, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
-        call = _Call(query, n, allowed)
-        with self._lock:
-            lead = self._running < self.runners
-            if lead:
-                self._running += 1
+    async def recommend(self, query: Query, n: int, allowed: BoolArray | None) -> Ranked:
+        call = _Call(query, n, allowed, self.loop.create_future())
+        self.pending.append(call)
+        if self._running < self.runners:
+            self._launch()
+        return await call.future
+
+    def _launch(self) -> None:
+        batch = self.pending[: self.max_batch]
+        del self.pending[: self.max_batch]
+        self._running += 1
+        self.batches += 1
+        self.requests += len(batch)
+        work = self.loop.run_in_executor(_executor, _answer, self.model, batch)
+        work.add_done_callback(lambda _: self._finished(batch))
+
+    def _finished(self, batch: Sequence[_Call]) -> None:
+        self._running -= 1
+        if self.pending:
+            self._launch()
+        for call in batch:
+            if call.future.done():  # its client went away
+                continue
+            if call.error is not None:
+                call.future.set_exception(call.error)
             else:
-                self._queue.append(call)
-        if lead:
-            self._run([call])
-        else:
-            call.done.wait()
-            if call.batch is not None:
-                self._run(call.batch)
-        if call.error is not None:
-            raise call.error
-        assert call.result is not None
-        return call.result
+                call.future.set_result(call.result)  # type: ignore[arg-type]
 
-    def _run(self, batch: list[_Call]) -> None:
-        self._answer(batch)
-        with self._lock:
-            self.batches += 1
-            self.requests += len(batch)
-            following = self._queue[: self.max_batch]
-            del self._queue[: self.max_batch]
-            if not following:
-                self._running -= 1
-        if following:
-            # The next batch is run by its oldest request's thread, not this one: this
-            # request's answer is ready and must not wait behind other people's.
-            following[0].batch = following
-            following[0].done.set()
-        for call in batch[1:]:
-            call.done.set()
 
-    def _answer(self, batch: Sequence[_Call]) -> None:
-        try:
-            ranked = self.model.recommend_many(
-                [c.query for c in batch], [c.n for c in batch], [c.allowed for c in batch]
-            )
-        except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-                return
-            # One bad request must not fail the others: answer each on its own.
-            for call in batch:
-                self._answer([call])
+def _answer(model: Model, batch: Sequence[_Call]) -> None:
+    """Runs on a scoring thread: fills in each call's result or error."""
+    try:
+        ranked = model.recommend_many(
+            [c.query for c in batch], [c.n for c in batch], [c.allowed for c in batch]
+        )
+    except Exception as exc:
+        if len(batch) == 1:
+            batch[0].error = exc
             return
-        for call, result in zip(batch, ranked, strict=True):
-            call.result = result
+        # One bad request must not fail the others: answer each on its own.
+        for call in batch:
+            _answer(model, [call])
+        return
+    for call, result in zip(batch, ranked, strict=True):
+        call.result = result
