@@ -118,20 +118,16 @@ def test_filter_lifecycle(pz: Any, group: dict[str, str]) -> None:
     assert _error(pz.create_filter, name=found["name"], datasetGroupArn=group["group"],
                   filterExpression=expression)[0] == "ResourceAlreadyExistsException"  # fmt: skip
     pz.delete_filter(filterArn=arn)
-    wait_status(
-        lambda: (
-            pz.describe_filter(filterArn=arn)["filter"] if _exists(pz, arn) else {"status": "GONE"}
-        ),
-        done=("GONE",),
-    )
+    wait_status(lambda: _described(pz, arn), done=("GONE",))
 
 
-def _exists(pz: Any, arn: str) -> bool:
+def _described(pz: Any, arn: str) -> dict[str, Any]:
+    # One call: checking existence first raced the deletion finishing in between.
     try:
-        pz.describe_filter(filterArn=arn)
+        found: dict[str, Any] = pz.describe_filter(filterArn=arn)["filter"]
     except ClientError:
-        return False
-    return True
+        return {"status": "GONE"}
+    return found
 
 
 @pytest.mark.parametrize(
