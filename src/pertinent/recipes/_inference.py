@@ -124,6 +124,8 @@ class SequentialModel(Model):
     (User-Personalization only).
     """
 
+    batches = True  # a batch shares one read of the item table (``_table_logits``)
+
     def __init__(
         self,
         net: SequentialNet,
@@ -285,8 +287,6 @@ class SequentialModel(Model):
         side = self._side(queries)
         return out if side is None else out + side
 
-    batches = True
-
     def _logits(self, queries: Sequence[Query]) -> F32:
         q = self.query_vectors(queries)
         d = q.shape[1]
@@ -404,15 +404,14 @@ class SequentialModel(Model):
         depth = min(max(want, default=0) + 1, self.n_items)
         out: list[Ranked] = []
         if depth == 0:
-            empty = Ranked(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32))
-            return [empty for _ in want]
+            return [_empty() for _ in want]
         values, index = torch.topk(logits, depth, dim=1)
         # The top logits minus log Z are the scores: one pass for the batch.
         scores = torch.exp(values - log_z[:, None]).numpy()
         top_values, top_index = values.numpy(), index.numpy()
         for row, k in enumerate(want):
             if k <= 0:
-                out.append(Ranked(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32)))
+                out.append(_empty())
                 continue
             v = top_values[row]
             if k < depth and v[k - 1] == v[k]:
@@ -513,6 +512,10 @@ class SequentialModel(Model):
             if "objective" in arrays.files:
                 model.apply_objective(arrays["objective"])
             return model
+
+
+def _empty() -> Ranked:
+    return Ranked(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32))
 
 
 def _stack(rows: Sequence[EncodedRows], n_numeric: int) -> EncodedRows:

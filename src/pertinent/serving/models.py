@@ -158,8 +158,6 @@ class LoadedModel:
 def load(directory: Path) -> LoadedModel:
     meta = artifacts.read_meta(directory)
     recipe = get_recipe(meta["recipe"])
-    if recipe.ModelClass.batches:
-        _one_thread_per_request()
     model = recipe.ModelClass.load(directory / "model")
     item_ids = artifacts.read_ids(directory / "item_ids.parquet")
     user_ids = artifacts.read_ids(directory / "user_ids.parquet")
@@ -181,17 +179,6 @@ def load(directory: Path) -> LoadedModel:
         directory=directory,
         n_trained=len(item_ids),
     )
-
-
-def _one_thread_per_request() -> None:
-    """Requests already run in parallel threads: their BLAS and torch kernels get one
-    core each. Every core each only makes them queue for the same two cores: a small
-    sgemm split over busy cores took 5.7 ms instead of 0.4 ms (bench/serve.py)."""
-    import torch
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
-    torch.set_num_threads(1)
-    threadpool_limits(1, user_api="blas")
 
 
 class ModelCache:

@@ -111,7 +111,8 @@ class Catalog:
         self.url = url
         self.engine = create_engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
-        self._native: dict[str, str] = {}
+        # Driver-level SQL marks parameters as the driver does: ``?`` or ``%s``.
+        self._qmark = self.engine.dialect.paramstyle == "qmark"
 
     # -- transactions -------------------------------------------------------------------
 
@@ -128,10 +129,7 @@ class Catalog:
         0.25 ms through SQLAlchemy's statement and result layers: that difference was
         most of what an interaction filter or a personal model added to a request.
         """
-        native = self._native.get(sql)
-        if native is None:
-            native = sql if self.engine.dialect.paramstyle == "qmark" else sql.replace("?", "%s")
-            self._native[sql] = native
+        native = sql if self._qmark else sql.replace("?", "%s")
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
