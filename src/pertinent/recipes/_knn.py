@@ -82,19 +82,32 @@ class ItemKNN:
         out: F32 = np.asarray((weights @ self.matrix).toarray(), dtype=np.float32)
         return out
 
-    def add_to(self, logits: F32, history: npt.NDArray[Any], weight: float) -> None:
-        """``logits += weight · scores([history])[0]``, touching only the neighbours (a
-        request adds ≤ HISTORY × NEIGHBORS values instead of a catalogue-wide row)."""
-        h = np.asarray(history, dtype=np.int64)
-        h = h[(h >= 0) & (h < self.n_items)][-HISTORY:][::-1]
-        if h.shape[0] == 0 or weight == 0.0:
-            return
+    def contributions(
+        self, histories: Sequence[npt.NDArray[Any]], weight: float, width: int
+    ) -> tuple[npt.NDArray[np.int64], F32]:
+        """``weight · scores(histories)`` as its non-zero terms: positions
+        ``row · width + item`` in a flattened (len(histories), width) block, and values
+        (repeats to be summed). A request touches at most ``HISTORY × NEIGHBORS`` items,
+        far fewer than a catalogue-wide row."""
         m = self.matrix
+        owners: list[npt.NDArray[np.int64]] = []
+        heads: list[npt.NDArray[np.int64]] = []
+        for r, history in enumerate(histories):
+            h = np.asarray(history, dtype=np.int64)
+            h = h[(h >= 0) & (h < self.n_items)][-HISTORY:][::-1]  # newest first
+            heads.append(h)
+            owners.append(np.full(h.shape[0], r, dtype=np.int64))
+        h = np.concatenate(heads) if heads else np.empty(0, dtype=np.int64)
+        if h.shape[0] == 0 or weight == 0.0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        age = np.concatenate([np.arange(x.shape[0]) for x in heads])
         starts, ends = m.indptr[h], m.indptr[h + 1]
         lengths = ends - starts
         take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        scale = np.repeat(self._decay[: h.shape[0]] * np.float32(weight), lengths)
-        np.add.at(logits, m.indices[take], m.data[take] * scale)
+        scale = np.repeat(self._decay[age] * np.float32(weight), lengths)
+        flat = np.repeat(np.concatenate(owners) * width, lengths) + m.indices[take]
+        values: F32 = m.data[take] * scale
+        return flat, values
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         m = self.matrix
