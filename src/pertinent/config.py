@@ -24,6 +24,8 @@ SETTINGS_HELP: dict[str, str] = {
     "AUTO_TRAINING_DAY": "seconds in a day of autoTrainingConfig rate(N days) (default 86400)",
     "TORCH_THREADS": "intra-op threads a training uses (default: every core)",
     "MAX_EPOCHS": "cap on the training epochs of neural recipes (default: chosen from the data)",
+    "MAX_TRAINING_MINUTES": "wall-clock cap on a neural recipe's training; the best epoch by "
+    "then is kept (default: none, so that a fit is reproducible)",
 }
 
 
@@ -43,6 +45,7 @@ class Settings:
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 2
     max_epochs: int | None = None
+    max_training_minutes: float | None = None
     auto_training_delay: float = 3600.0
     auto_training_day: float = 86400.0
 
@@ -59,6 +62,9 @@ class Settings:
             job_lease_seconds=float(_env("JOB_LEASE_SECONDS", "60") or "60"),
             job_max_attempts=int(_env("JOB_MAX_ATTEMPTS", "2") or "2"),
             max_epochs=int(epochs) if (epochs := _env("MAX_EPOCHS")) else None,
+            max_training_minutes=(
+                float(minutes) if (minutes := _env("MAX_TRAINING_MINUTES")) else None
+            ),
             auto_training_delay=float(_env("AUTO_TRAINING_DELAY", "3600") or "3600"),
             auto_training_day=float(_env("AUTO_TRAINING_DAY", "86400") or "86400"),
         )
@@ -99,4 +105,6 @@ class Settings:
             env["PERTINENT_S3_ENDPOINT_URL"] = self.s3_endpoint_url
         if self.max_epochs is not None:
             env["PERTINENT_MAX_EPOCHS"] = str(self.max_epochs)
+        if self.max_training_minutes is not None:
+            env["PERTINENT_MAX_TRAINING_MINUTES"] = str(self.max_training_minutes)
         return env

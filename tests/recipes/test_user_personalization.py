@@ -34,6 +34,7 @@ from pertinent.recipes.user_personalization import (
     TrainingOptions,
     UserPersonalization,
     UserPersonalizationV2,
+    planned_epochs,
     within_percentiles,
 )
 
@@ -662,3 +663,26 @@ def test_update_continues_the_previous_model_with_new_items(data: TrainingData) 
     assert all(top(updated, u, ITEMS_PER_BLOCK) == block_of(u) for u in (13, 23, 31))
     scratch, _ = update(warm=False)
     assert not all(top(scratch, u, ITEMS_PER_BLOCK) == block_of(u) for u in (13, 23, 31))
+
+
+def test_epochs_are_planned_from_the_work_not_the_clock() -> None:
+    # Small data: the target-event budget (early stopping usually ends sooner).
+    assert planned_epochs(99_000, 149, 2, 1_682) == 200
+    assert planned_epochs(1_000_000, 32, 1, 100) == 30
+    # 1M interactions over 5.8k items at the default width: the work budget binds.
+    assert planned_epochs(847_000, 149, 2, 5_795) == 14
+    assert planned_epochs(50_000_000, 149, 2, 5_795) == 5  # never fewer than five
+
+
+def test_training_time_cap_stops_at_the_next_check(
+    data: TrainingData, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logged = replace(FAST, max_epochs=3, log=True, knn_blend=False)
+    capped = make(UserPersonalization, logged)
+    capped.max_training_seconds = 0.0
+    model = capped.fit(data)
+    assert "epoch" not in capsys.readouterr().out
+    assert model.recommend(known(data, 0), 5).items.size == 5  # a usable, untrained model
+    uncapped = make(UserPersonalization, logged)
+    uncapped.fit(data)
+    assert "epoch 3:" in capsys.readouterr().out

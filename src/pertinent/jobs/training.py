@@ -154,6 +154,8 @@ def _recipe(jc: JobContext, recipe_cls: type[Recipe], params: Params, arn: str) 
     """A recipe that honours the operator's epoch cap and polls for StopSolutionVersion."""
     recipe = recipe_cls(params)
     recipe.max_epochs = jc.settings.max_epochs
+    minutes = jc.settings.max_training_minutes
+    recipe.max_training_seconds = None if minutes is None else minutes * 60.0
 
     def stop_requested() -> bool:
         with jc.catalog.read() as conn:

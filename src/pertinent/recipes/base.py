@@ -22,6 +22,7 @@ directory. ``tests/recipes/contract.py`` holds the suite every recipe must pass.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -288,9 +289,21 @@ class Recipe(ABC):
         # An operator's cap on epochs (PERTINENT_MAX_EPOCHS) for recipes that train in
         # epochs; None leaves the choice to the recipe.
         self.max_epochs: int | None = None
+        # An operator's cap on the wall-clock time of a fit (PERTINENT_MAX_TRAINING_MINUTES):
+        # recipes that train in epochs stop when it passes and keep their best epoch so
+        # far. Off by default: when it binds, the model depends on the machine's speed.
+        self.max_training_seconds: float | None = None
         # trainingMode UPDATE: the previous version's model to start from, for recipes
         # that can (others ignore it and train from scratch).
         self.warm_start: WarmStart | None = None
+
+    def stopper(self) -> Callable[[], bool]:
+        """``stop_requested``, or the training time cap (counted from this call) passed."""
+        if self.max_training_seconds is None:
+            return self.stop_requested
+        deadline = time.monotonic() + self.max_training_seconds
+        requested = self.stop_requested
+        return lambda: time.monotonic() > deadline or requested()
 
     @classmethod
     def parse_params(

@@ -452,6 +452,7 @@ class _HrnnRecipe(Recipe):
         self.options = options or HrnnOptions()
 
     def fit(self, data: TrainingData) -> RecurrentModel:
+        stop = self.stopper()
         # torch loads here, not at import: the control plane lists recipes without it.
         import torch
 
@@ -554,7 +555,7 @@ class _HrnnRecipe(Recipe):
             net.has_id.copy_(torch.from_numpy((popularity > 0).astype(np.float32)))
             if n_targets:
                 log = print if opts.log else None
-                rec.train(net, tset, train_cfg, device, self.stop_requested, log)
+                rec.train(net, tset, train_cfg, device, stop, log)
             if opts.knn_blend and n_targets and val_rows.shape[0] and not self.stop_requested():
                 knn = ItemKNN.fit(user, item, keep, n_users, n_items)
                 starts = np.searchsorted(user, user[val_rows], side="left")

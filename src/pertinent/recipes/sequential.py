@@ -58,6 +58,8 @@ __all__ = ["NetConfig", "SequentialNet", "TrainConfig", "TrainingSet", "Windows"
 Int64Array = npt.NDArray[np.int64]
 Float32Array = npt.NDArray[np.float32]
 
+# Batches between two looks at ``stop`` inside an epoch (it may read the catalog).
+STOP_CHECK_BATCHES = 64
 # Extra weight of an impressed-but-not-chosen item in its row's softmax denominator.
 IMPRESSION_WEIGHT = 4.0
 # At most this many impressions of one row join its softmax (a random subset if more).
@@ -384,7 +386,13 @@ def train(
             break
         net.train()
         total, count = 0.0, 0
-        for batch in _batches(data.windows, cfg.batch_size, rng):
+        stopped = False
+        for done, batch in enumerate(_batches(data.windows, cfg.batch_size, rng)):
+            # A long epoch also stops part-way (time cap, StopSolutionVersionCreation);
+            # the part done is evaluated and kept if it is the best so far.
+            if done % STOP_CHECK_BATCHES == STOP_CHECK_BATCHES - 1 and stop():
+                stopped = True
+                break
             loss, n = step.loss(batch, rng)
             optim.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -402,6 +410,8 @@ def train(
             bad += 1
             if bad >= cfg.patience:
                 break
+        if stopped:
+            break
     net.load_state_dict(best_state)
     set_cold_bias(net)
     return curve

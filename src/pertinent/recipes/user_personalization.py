@@ -61,6 +61,7 @@ __all__ = [
     "UserPersonalizationParams",
     "UserPersonalizationV2",
     "UserPersonalizationV2Params",
+    "planned_epochs",
 ]
 
 VALIDATION_USERS = 2_000
@@ -69,6 +70,9 @@ FULL_SOFTMAX_MAX_ITEMS = 8_192
 SAMPLED_NEGATIVES = 2_048
 # Epoch budget: about this many target events seen in total (early stopping ends sooner).
 TARGET_EVENTS_BUDGET = 30_000_000
+# ...and at most this much work (``planned_epochs``): 14 epochs of the default model on
+# 847k targets over 5.8k items, about 15 minutes on 2 cores (bench/train.py).
+TRAINING_WORK_BUDGET = 1.7e13
 V2_DIM, V2_MAX_LEN = 64, 64
 # An update (trainingMode UPDATE) fine-tunes the previous model for at most this many
 # epochs, stopping at the first that does not improve validation.
@@ -76,6 +80,21 @@ UPDATE_EPOCHS = 3
 # ...at this fraction of the learning rate: a fresh optimiser at full rate would shake
 # the trained weights before the new items' rows have learnt anything.
 UPDATE_LR_SCALE = 0.2
+
+
+def planned_epochs(n_targets: int, dim: int, layers: int, softmax_width: int) -> int:
+    """Epochs to train for: ``TARGET_EVENTS_BUDGET`` target events on small data, at most
+    ``TRAINING_WORK_BUDGET`` multiply-adds on large data; early stopping ends sooner.
+
+    A target costs about ``dim · (softmax_width + 12 · layers · dim)`` multiply-adds
+    forward (the softmax, then each block's projections and feed-forward). Counting work
+    rather than wall-clock time keeps a fit reproducible: the same data and seed train
+    the same epochs on any machine.
+    """
+    per_target = dim * (softmax_width + 12 * layers * dim)
+    by_events = TARGET_EVENTS_BUDGET // max(n_targets, 1)
+    by_work = int(TRAINING_WORK_BUDGET // max(per_target * n_targets, 1))
+    return int(np.clip(min(by_events, by_work), 5, 200))
 
 
 class UserPersonalizationParams(Params):
@@ -172,6 +191,7 @@ class _SequenceRecipe(Recipe):
             train,
         )
 
+        stop = self.stopper()
         dim, max_len, recency, low, high = self._shape()
         opts = self.options
         inter = data.interactions
@@ -253,7 +273,8 @@ class _SequenceRecipe(Recipe):
             negatives = 0 if n_items <= FULL_SOFTMAX_MAX_ITEMS else SAMPLED_NEGATIVES
         max_epochs = opts.max_epochs
         if max_epochs is None:
-            max_epochs = int(np.clip(TARGET_EVENTS_BUDGET // max(n_targets, 1), 5, 200))
+            width = n_items if negatives == 0 else min(n_items, negatives)
+            max_epochs = planned_epochs(n_targets, net_cfg.dim, net_cfg.layers, width)
         if warm is not None:
             max_epochs = min(max_epochs, UPDATE_EPOCHS)
         if self.max_epochs is not None:
@@ -280,9 +301,7 @@ class _SequenceRecipe(Recipe):
                 has_id |= _fold_in(net, warm, user, item, tset.items)
             net.has_id.copy_(torch.from_numpy(has_id.astype(np.float32)))
             if n_targets:
-                train(
-                    net, tset, train_cfg, device, self.stop_requested, print if opts.log else None
-                )
+                train(net, tset, train_cfg, device, stop, print if opts.log else None)
             knn, beta = None, 0.0
             if opts.knn_blend and n_targets and not self.stop_requested():
                 knn = ItemKNN.fit(user, item, keep, n_users, n_items)
