@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pertinent.recipes._features import EncodedRows
-from pertinent.recipes._knn import ItemKNN
+from pertinent.recipes._knn import ItemKNN, choose_blend
 from pertinent.recipes.base import TrainingData
 from pertinent.recipes.hrnn import SESSION_GAP, _steps
 from pertinent.recipes.sequential import BagEmbedder, TorchRows, Windows, _future
@@ -54,7 +54,7 @@ __all__ = [
     "HrnnNet",
     "HrnnTrainConfig",
     "HrnnTrainingSet",
-    "blend_weight",
+    "blend",
     "cold_stats",
     "evaluate",
     "opens_session",
@@ -445,19 +445,21 @@ def numpy_state(net: HrnnNet) -> dict[str, npt.NDArray[Any]]:
     return state
 
 
-def blend_weight(
+def blend(
     net: HrnnNet,
     data: HrnnTrainingSet,
     device: torch.device,
-    knn: ItemKNN,
+    models: list[tuple[str, ItemKNN]],
     histories: list[Int64Array],
     log: bool,
-) -> float:
-    """The item-kNN blend weight with the best validation NDCG@10 (smallest among ties)."""
-    ndcg = evaluate(net, data, device, lambda a, b: knn.scores(histories[a:b]), BLEND_WEIGHTS)
-    if log:
-        print("knn blend", dict(zip(BLEND_WEIGHTS, np.round(ndcg, 4).tolist(), strict=True)))
-    return float(BLEND_WEIGHTS[int(np.argmax(ndcg))])
+) -> tuple[ItemKNN | None, float]:
+    """The neighbour model and blend weight with the best validation NDCG@10."""
+
+    def ndcg_of(knn: ItemKNN) -> npt.NDArray[np.float64]:
+        extra = lambda a, b: knn.scores(histories[a:b])  # noqa: E731
+        return np.asarray(evaluate(net, data, device, extra, BLEND_WEIGHTS))
+
+    return choose_blend(models, ndcg_of, BLEND_WEIGHTS, log)
 
 
 def cold_stats(data: TrainingData, item: I64) -> dict[str, npt.NDArray[Any]]:

@@ -48,7 +48,7 @@ from pydantic import Field
 
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._inference import _EXPLORATION_SIGMAS, _MAX_EXPLORATION_FACTOR, _stack
-from pertinent.recipes._knn import ItemKNN
+from pertinent.recipes._knn import ItemKNN, neighbour_models
 from pertinent.recipes.base import (
     BoolArray,
     FloatArray,
@@ -557,10 +557,10 @@ class _HrnnRecipe(Recipe):
                 log = print if opts.log else None
                 rec.train(net, tset, train_cfg, device, stop, log)
             if opts.knn_blend and n_targets and val_rows.shape[0] and not self.stop_requested():
-                knn = ItemKNN.fit(user, item, keep, n_users, n_items)
+                models = neighbour_models(user, item, keep, n_users, n_items)
                 starts = np.searchsorted(user, user[val_rows], side="left")
                 hist = [item[a:b] for a, b in zip(starts.tolist(), val_rows.tolist(), strict=True)]
-                beta = rec.blend_weight(net, tset, device, knn, hist, opts.log)
+                knn, beta = rec.blend(net, tset, device, models, hist, opts.log)
         net = net.cpu()
         net.item_rows = TorchRows.of(item_rows, torch.device("cpu"))
         weights = rec.numpy_state(net)

@@ -43,7 +43,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._inference import ExplorationStats, SequentialModel
-from pertinent.recipes._knn import ItemKNN
+from pertinent.recipes._knn import ItemKNN, choose_blend, neighbour_models
 from pertinent.recipes._objective import Objective, item_boost
 from pertinent.recipes.base import Model, Params, Recipe, RecipeType, TrainingData, WarmStart
 
@@ -302,13 +302,15 @@ class _SequenceRecipe(Recipe):
             net.has_id.copy_(torch.from_numpy(has_id.astype(np.float32)))
             if n_targets:
                 train(net, tset, train_cfg, device, stop, print if opts.log else None)
-            knn, beta = None, 0.0
+            knn: ItemKNN | None = None
+            beta = 0.0
             if opts.knn_blend and n_targets and not self.stop_requested():
-                knn = ItemKNN.fit(user, item, keep, n_users, n_items)
                 if opts.knn_weight is not None:
+                    knn = ItemKNN.fit(user, item, keep, n_users, n_items)
                     beta = opts.knn_weight
                 elif val_rows.shape[0]:
-                    beta = _blend_weight(net, tset, knn, user, item, device, opts.log)
+                    models = neighbour_models(user, item, keep, n_users, n_items)
+                    knn, beta = _blend(net, tset, models, user, item, device, opts.log)
         net.set_item_rows(None)
         exploration = None
         if self.explore:
@@ -537,35 +539,30 @@ def _validation_inputs(
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def _blend_weight(
+def _blend(
     net: SequentialNet,
     tset: TrainingSet,
-    knn: ItemKNN,
+    models: list[tuple[str, ItemKNN]],
     user: npt.NDArray[np.int64],
     item: npt.NDArray[np.int64],
     device: torch.device,
     log: bool,
-) -> float:
-    """The kNN blend weight with the best validation NDCG@10 (the smallest among ties)."""
+) -> tuple[ItemKNN | None, float]:
+    """The neighbour model and blend weight with the best validation NDCG@10."""
     from pertinent.recipes.sequential import TorchRows, evaluate
 
     starts = np.searchsorted(user, tset.val_users, side="left")
     histories = [item[a:b] for a, b in zip(starts.tolist(), tset.val_rows.tolist(), strict=True)]
     users = None if tset.users is None else TorchRows.of(tset.users, device)
     context = None if tset.context is None else TorchRows.of(tset.context, device)
-    ndcg = evaluate(
-        net,
-        tset,
-        device,
-        users,
-        context,
-        extra=lambda a, b: knn.scores(histories[a:b]),
-        betas=BLEND_WEIGHTS,
-    )
-    best = int(np.argmax(ndcg))
-    if log:
-        print("knn blend", dict(zip(BLEND_WEIGHTS, np.round(ndcg, 4).tolist(), strict=True)))
-    return float(BLEND_WEIGHTS[best])
+
+    def ndcg_of(knn: ItemKNN) -> npt.NDArray[np.float64]:
+        extra = lambda a, b: knn.scores(histories[a:b])  # noqa: E731
+        return np.asarray(
+            evaluate(net, tset, device, users, context, extra=extra, betas=BLEND_WEIGHTS)
+        )
+
+    return choose_blend(models, ndcg_of, BLEND_WEIGHTS, log)
 
 
 def _exploration_stats(data: TrainingData, item: npt.NDArray[np.int64]) -> ExplorationStats:
