@@ -27,7 +27,15 @@ import scipy.sparse as sp
 
 from pertinent.recipes.sims import _neighbors
 
-__all__ = ["DECAY", "HISTORY", "NEIGHBORS", "ItemKNN", "choose_blend", "neighbour_models"]
+__all__ = [
+    "DECAY",
+    "HISTORY",
+    "NEIGHBORS",
+    "Builder",
+    "ItemKNN",
+    "choose_blend",
+    "neighbour_models",
+]
 
 NEIGHBORS = 100
 HISTORY = 10
@@ -42,10 +50,11 @@ F32 = npt.NDArray[np.float32]
 class ItemKNN:
     """Top-``NEIGHBORS`` cosine neighbours of every item, as a CSR matrix."""
 
-    def __init__(self, matrix: sp.csr_matrix) -> None:
+    def __init__(self, matrix: sp.csr_matrix, decay: float = DECAY) -> None:
         self.matrix = matrix.astype(np.float32).tocsr()
         self.n_items = int(matrix.shape[0])
-        self._decay = DECAY ** np.arange(HISTORY, dtype=np.float32)
+        self.decay = decay
+        self._decay = np.float32(decay) ** np.arange(HISTORY, dtype=np.float32)
 
     @classmethod
     def fit(
@@ -102,7 +111,8 @@ class ItemKNN:
         keep = values > 0  # a negative weight says "not these": the blend only adds
         rows = np.repeat(np.arange(n), k).reshape(n, k)
         matrix = sp.csr_matrix((values[keep], (rows[keep], top[keep])), shape=(n, n))
-        return cls(matrix)
+        # EASE regresses on the unweighted history: its newest items count alike.
+        return cls(matrix, decay=1.0)
 
     def scores(self, histories: Sequence[npt.NDArray[Any]]) -> F32:
         """(len(histories), n_items) kNN scores of each history (items outside ignored)."""
@@ -151,7 +161,12 @@ class ItemKNN:
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         m = self.matrix
-        return {"knn_indptr": m.indptr, "knn_indices": m.indices, "knn_data": m.data}
+        return {
+            "knn_indptr": m.indptr,
+            "knn_indices": m.indices,
+            "knn_data": m.data,
+            "knn_decay": np.asarray([self.decay], dtype=np.float64),
+        }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], n_items: int) -> ItemKNN:
@@ -159,48 +174,69 @@ class ItemKNN:
             (arrays["knn_data"], arrays["knn_indices"], arrays["knn_indptr"]),
             shape=(n_items, n_items),
         )
-        return cls(matrix)
+        # Models saved before the decay was stored used the default.
+        decay = float(arrays["knn_decay"][0]) if "knn_decay" in arrays else DECAY
+        return cls(matrix, decay=decay)
+
+
+Builder = Callable[[npt.NDArray[np.bool_]], ItemKNN]
 
 
 def neighbour_models(
     user: npt.NDArray[np.int64],
     item: npt.NDArray[np.int64],
-    rows: npt.NDArray[np.bool_],
     n_users: int,
     n_items: int,
-) -> list[tuple[str, ItemKNN]]:
-    """The blend's candidates, named: cosine kNN, and EASE at each of ``EASE_L2`` when
-    the catalogue is at most ``EASE_MAX_ITEMS``."""
-    out = [("cosine", ItemKNN.fit(user, item, rows, n_users, n_items))]
+) -> list[tuple[str, Builder]]:
+    """The blend's candidates, named, each built from a mask of interaction rows: cosine
+    kNN, and EASE at each of ``EASE_L2`` when the catalogue is at most
+    ``EASE_MAX_ITEMS``."""
+
+    def cosine(rows: npt.NDArray[np.bool_]) -> ItemKNN:
+        return ItemKNN.fit(user, item, rows, n_users, n_items)
+
+    out: list[tuple[str, Builder]] = [("cosine", cosine)]
     if n_items > EASE_MAX_ITEMS:
         return out
-    keys = np.unique(user[rows] * n_items + item[rows])
-    ones = np.ones(keys.shape[0], dtype=np.float32)
-    x = sp.csr_matrix((ones, (keys // n_items, keys % n_items)), shape=(n_users, n_items))
-    for l2 in EASE_L2:
-        try:
-            out.append((f"ease(l2={l2:g})", ItemKNN.ease(x, l2)))
-        except np.linalg.LinAlgError:
-            continue
-    return out
+
+    def ease(l2: float) -> Builder:
+        def build(rows: npt.NDArray[np.bool_]) -> ItemKNN:
+            keys = np.unique(user[rows] * n_items + item[rows])
+            ones = np.ones(keys.shape[0], dtype=np.float32)
+            shape = (n_users, n_items)
+            return ItemKNN.ease(sp.csr_matrix((ones, (keys // n_items, keys % n_items)), shape), l2)
+
+        return build
+
+    return out + [(f"ease(l2={l2:g})", ease(l2)) for l2 in EASE_L2]
 
 
 def choose_blend(
-    candidates: Sequence[tuple[str, ItemKNN]],
+    candidates: Sequence[tuple[str, Builder]],
+    fit_rows: npt.NDArray[np.bool_],
+    final_rows: npt.NDArray[np.bool_],
     ndcg_of: Callable[[ItemKNN], npt.NDArray[np.float64]],
     weights: Sequence[float],
     log: bool,
 ) -> tuple[ItemKNN | None, float]:
     """The candidate and blend weight with the best validation NDCG@10 (``ndcg_of`` gives
-    one value per weight); among ties the earlier candidate and the smaller weight. A
-    weight of 0 means no blend: (None, 0.0)."""
-    best: tuple[float, ItemKNN | None, float] = (-np.inf, None, 0.0)
-    for name, knn in candidates:
+    one value per weight), each candidate built from ``fit_rows`` (the validation rows
+    held out); among ties the earlier candidate and the smaller weight. The winner is
+    then rebuilt from ``final_rows``: on short-session data the held-out rows are a
+    quarter of some users' events. A weight of 0 means no blend: (None, 0.0)."""
+    best: tuple[float, Builder | None, float] = (-np.inf, None, 0.0)
+    for name, build in candidates:
+        try:
+            knn = build(fit_rows)
+        except np.linalg.LinAlgError:
+            continue
         ndcg = ndcg_of(knn)
         if log:
             print(f"{name} blend", dict(zip(weights, np.round(ndcg, 4).tolist(), strict=True)))
         at = int(np.argmax(ndcg))
         if ndcg[at] > best[0]:
-            best = (float(ndcg[at]), knn, float(weights[at]))
+            best = (float(ndcg[at]), build, float(weights[at]))
     _, chosen, beta = best
-    return (chosen, beta) if beta > 0 else (None, 0.0)
+    if chosen is None or beta <= 0:
+        return None, 0.0
+    return chosen(final_rows), beta

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pertinent.recipes._features import EncodedRows
-from pertinent.recipes._knn import ItemKNN, choose_blend
+from pertinent.recipes._knn import Builder, ItemKNN, choose_blend
 from pertinent.recipes.base import TrainingData
 from pertinent.recipes.hrnn import SESSION_GAP, _steps
 from pertinent.recipes.sequential import BagEmbedder, TorchRows, Windows, _future
@@ -449,17 +449,19 @@ def blend(
     net: HrnnNet,
     data: HrnnTrainingSet,
     device: torch.device,
-    models: list[tuple[str, ItemKNN]],
+    models: list[tuple[str, Builder]],
+    rows: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
     histories: list[Int64Array],
     log: bool,
 ) -> tuple[ItemKNN | None, float]:
-    """The neighbour model and blend weight with the best validation NDCG@10."""
+    """The neighbour model and blend weight with the best validation NDCG@10; ``rows``:
+    the interactions to fit candidates on (validation held out), then the winner."""
 
     def ndcg_of(knn: ItemKNN) -> npt.NDArray[np.float64]:
         extra = lambda a, b: knn.scores(histories[a:b])  # noqa: E731
         return np.asarray(evaluate(net, data, device, extra, BLEND_WEIGHTS))
 
-    return choose_blend(models, ndcg_of, BLEND_WEIGHTS, log)
+    return choose_blend(models, rows[0], rows[1], ndcg_of, BLEND_WEIGHTS, log)
 
 
 def cold_stats(data: TrainingData, item: I64) -> dict[str, npt.NDArray[Any]]:

@@ -557,10 +557,11 @@ class _HrnnRecipe(Recipe):
                 log = print if opts.log else None
                 rec.train(net, tset, train_cfg, device, stop, log)
             if opts.knn_blend and n_targets and val_rows.shape[0] and not self.stop_requested():
-                models = neighbour_models(user, item, keep, n_users, n_items)
+                models = neighbour_models(user, item, n_users, n_items)
                 starts = np.searchsorted(user, user[val_rows], side="left")
                 hist = [item[a:b] for a, b in zip(starts.tolist(), val_rows.tolist(), strict=True)]
-                knn, beta = rec.blend(net, tset, device, models, hist, opts.log)
+                rows = (keep, kept_user[user])
+                knn, beta = rec.blend(net, tset, device, models, rows, hist, opts.log)
         net = net.cpu()
         net.item_rows = TorchRows.of(item_rows, torch.device("cpu"))
         weights = rec.numpy_state(net)
