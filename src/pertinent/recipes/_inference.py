@@ -3,11 +3,11 @@
 Requests are latency-critical and small (one history of ≤ ``max_len`` items), where
 torch's per-op dispatch would cost more than the arithmetic. So ``load`` runs the
 network once to cache the item table (``V``, contiguous float32, metadata included)
-and copies the encoder weights into numpy; a request is then a few dozen numpy ops on
-a ``(T, d)`` block, one matvec against ``V`` and an ``argpartition``. Batched scoring
-(``score_items``, offline evaluation) pads the histories into one ``(B, T)`` batch and
-does one matmul against ``V``. ``tests/recipes/test_user_personalization.py`` checks
-that the numpy encoder matches the torch one.
+and copies the encoder weights into numpy; a batch of requests is then a few dozen
+numpy ops on a ``(B, T, d)`` block, one sgemm against the item table's column copy and
+``top_k``. Offline evaluation (``score_items``) takes the same path without the top-k.
+``tests/recipes/test_user_personalization.py`` checks that the numpy encoder matches
+the torch one.
 
 Exploration (User-Personalization only; spec §8.2, §7.7). An item is *explorable*
 when its age — from CREATION_TIMESTAMP, else its first interaction, counted back from

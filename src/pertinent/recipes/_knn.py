@@ -97,8 +97,7 @@ class ItemKNN:
         inv, info = lapack.spotri(chol, lower=False, overwrite_c=True)
         if info != 0:
             raise np.linalg.LinAlgError(f"EASE: inverting XᵀX + {l2} I failed ({info})")
-        upper = np.triu(inv)
-        p = upper + np.triu(inv, 1).T
+        p = np.triu(inv) + np.triu(inv, 1).T  # spotri fills the upper triangle only
         weights = -p / np.diag(p)[None, :]
         np.fill_diagonal(weights, -np.inf)
         k = min(NEIGHBORS, n - 1)
