@@ -24,7 +24,9 @@ are in flight; a closed loop's mean latency is connections / throughput.
 with Items metadata, the same requests without a filter and with each kind of filter:
 literal values (a cached mask), placeholders (posting lists and a numeric comparison
 per request), and the user's interactions (a per-request read of the event log), so
-the difference is what a filter costs.
+the difference is what a filter costs: at one connection (a request's own latency) and
+at ``--filter-connections``' others (16: the server saturated, where a filter's CPU also
+lengthens the queue every request waits in).
 
 Prints a table and writes bench/results/serve.json (serve_up.json, serve_filter.json).
 """
@@ -198,18 +200,24 @@ def run_filter(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             lua = json.dumps(extra)[1:-1].replace("\\", "\\\\").replace("'", "\\'")
             runs[f"filter: {name}"] = "," + lua
         rt.get_recommendations(campaignArn=campaign, userId=next(iter(data.user_taste)))
+        scripts = {}
         for label, extra_lua in runs.items():
-            script = work / f"filter-{len(rows)}.lua"
-            script.write_text(
+            scripts[label] = work / f"filter-{len(scripts)}.lua"
+            scripts[label].write_text(
                 LUA % {"ids": ids, "arn": campaign, "key": "userId", "extra": extra_lua}
             )
-            rows[f"popularity {args.up_items // 1000}k items, {label}"] = run_wrk(
-                server, "/", script, args
-            )
-    base = next(iter(rows.values()))
-    for r in rows.values():
-        r["added_p99_ms"] = r["p99_ms"] - base["p99_ms"]
-        r["added_server_us"] = r["server_cpu_us_per_request"] - base["server_cpu_us_per_request"]
+        # One connection: a request's own latency, nothing queued before it. Sixteen: the
+        # server saturated, where a filter's CPU also lengthens every queue.
+        for c in args.filter_connections:
+            base = None
+            for label, script in scripts.items():
+                r = run_wrk(server, "/", script, args, c)
+                base = base or r
+                r["added_p99_ms"] = r["p99_ms"] - base["p99_ms"]
+                r["added_server_us"] = (
+                    r["server_cpu_us_per_request"] - base["server_cpu_us_per_request"]
+                )
+                rows[f"popularity {args.up_items // 1000}k items, {c} conns, {label}"] = r
     return rows
 
 
@@ -253,6 +261,7 @@ def main() -> None:
     parser.add_argument("--up-items", type=int, default=100_000)
     parser.add_argument("--up-users", type=int, default=20_000)
     parser.add_argument("--up-connections", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--filter-connections", type=int, nargs="+", default=[1, 16])
     parser.add_argument(
         "--pause-pid",
         type=int,
@@ -271,7 +280,7 @@ def main() -> None:
         rows = run_filter(args, work)
         _report(rows, results, "serve_filter.json", next(iter(rows)))
         for name, r in rows.items():
-            print(f"{name:52} +{r['added_p99_ms']:.2f} ms p99, +{r['added_server_us']:.0f} µs CPU")
+            print(f"{name:60} +{r['added_p99_ms']:.2f} ms p99, +{r['added_server_us']:.0f} µs CPU")
         shutil.rmtree(work, ignore_errors=True)
         return
     if args.scenario == "up":
@@ -300,13 +309,13 @@ def main() -> None:
 def _report(rows: dict[str, Any], results: dict[str, Any], out: str, baseline: str) -> None:
     results["rows"] = rows
     header = (
-        f"{'path':44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv µs/req':>10} "
+        f"{'path':58} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv µs/req':>10} "
         f"{'cli µs/req':>10} {'errors':>6}"
     )
     print(header)
     for name, r in rows.items():
         print(
-            f"{name:44} {r['rps']:8.0f} {r.get('p50_ms', 0):7.2f} {r.get('p99_ms', 0):7.2f} "
+            f"{name:58} {r['rps']:8.0f} {r.get('p50_ms', 0):7.2f} {r.get('p99_ms', 0):7.2f} "
             f"{r['server_cpu_us_per_request']:10.0f} {r['client_cpu_us_per_request']:10.0f} "
             f"{r['errors']:6.0f}"
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pertinent import ids
 from pertinent.api.auth import identify
 from pertinent.api.protocol import operation, shape_output, validate
 from pertinent.config import Settings
@@ -40,12 +40,6 @@ from pertinent.store.catalog import Catalog
 from pertinent.store.eventlog import GroupCommitWriter
 
 log = logging.getLogger("pertinent.api")
-
-
-def new_request_id() -> str:
-    # A random UUID-shaped id; uuid.uuid4() costs several times more on the hot path.
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
 
 
 TARGET_PREFIX = "AmazonPersonalize."
@@ -101,7 +95,7 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
 
 async def control_plane(request: Request) -> Response:
     services: Services = request.app.state.services
-    request_id = new_request_id()
+    request_id = ids.request_id()
     try:
         target = request.headers.get("x-amz-target", "")
         if not target.startswith(TARGET_PREFIX):
@@ -205,7 +199,7 @@ class App:
         await self.fallback(scope, receive, send)
 
     async def rest(self, route: RestRoute, scope: Any, receive: Any, send: Any) -> None:
-        request_id = new_request_id()
+        request_id = ids.request_id()
         authorization = ""
         for key, value in scope["headers"]:
             if key == b"authorization":

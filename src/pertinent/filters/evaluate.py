@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ def _text(value: str | float) -> str:
     """A literal as the string it must equal: ``3.0`` written in a filter matches ``"3"``."""
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else repr(value)
-    return value
+    return value if isinstance(value, str) else str(value)  # an int from event properties
 
 
 def tokens_of(raw: str) -> list[str]:
@@ -82,6 +83,11 @@ class ItemTable:
         self.static: dict[Condition, Mask] = {}
         # Masks of placeholder conditions by their values: shops send few distinct ones.
         self.recent: OrderedDict[tuple[Condition, tuple[str, ...]], Mask] = OrderedDict()
+        # Whole filters that read only Items, by their placeholder values: the answer a
+        # request gets is then one dictionary lookup (read-only masks, shared).
+        self.whole: OrderedDict[tuple[FilterExpression, tuple[Any, ...]], tuple[Mask | None]] = (
+            OrderedDict()
+        )
 
     def column(self, name: str) -> str | None:
         return self._names.get(normalize_name(name))
@@ -165,8 +171,39 @@ def needs_user(tree: FilterExpression) -> bool:
     return any(dataset_name(c.left) in ("Interactions", "CurrentUser") for c in tree.conditions())
 
 
+@lru_cache(maxsize=1024)
+def _shape(tree: FilterExpression) -> tuple[bool, tuple[str, ...]]:
+    """Whether the filter's answer depends on more than the catalogue and its placeholder
+    values (the user's interactions or attributes, the current item); its placeholders."""
+    per_request = any(
+        dataset_name(c.left) != "Items"
+        or (isinstance(c.right, FieldRef) and dataset_name(c.right) != "Items")
+        for c in tree.conditions()
+    )
+    return per_request, tree.params()
+
+
 def allowed_items(tree: FilterExpression, table: ItemTable, request: Request) -> Mask | None:
-    """The items the filter lets through, or None when it lets everything through."""
+    """The items the filter lets through (read-only), or None when it lets everything
+    through."""
+    per_request, params = _shape(tree)
+    if per_request:
+        return _allowed(tree, table, request)
+    key = (tree, tuple(request.values.get(p) for p in params))
+    hit = table.whole.get(key)
+    if hit is not None:
+        return hit[0]
+    found = _allowed(tree, table, request)
+    if found is not None:
+        found.setflags(write=False)
+    with table.lock:
+        table.whole[key] = (found,)
+        while len(table.whole) > RECENT_MASKS:
+            table.whole.popitem(last=False)
+    return found
+
+
+def _allowed(tree: FilterExpression, table: ItemTable, request: Request) -> Mask | None:
     include: Mask | None = None
     exclude: Mask | None = None
     for expression in tree.expressions:
@@ -178,12 +215,11 @@ def allowed_items(tree: FilterExpression, table: ItemTable, request: Request) ->
             include = matched if include is None else include | matched
         else:
             exclude = matched if exclude is None else exclude | matched
-    if include is None and exclude is None:
-        return None
-    allowed = include.copy() if include is not None else np.ones(table.n_items, dtype=np.bool_)
-    if exclude is not None:
-        allowed &= ~exclude
-    return allowed
+    if include is None:
+        return None if exclude is None else np.logical_not(exclude)
+    if exclude is None:
+        return include.copy()
+    return include & ~exclude
 
 
 def _bind(e: Expression, values: Mapping[str, tuple[str, ...]]) -> Expression | None:
@@ -311,41 +347,56 @@ def _row_condition(c: Condition, rows: Rows, request: Request) -> Mask:
     column = rows.columns.get(key)
     if column is None:
         return np.zeros(len(rows), dtype=np.bool_)
-    values = _right_values(c, request)
-    return np.fromiter(
-        (_value_holds(c, key, v, values) for v in column), dtype=np.bool_, count=len(rows)
-    )
+    holds = _predicate(c, key, _right_values(c, request))
+    if isinstance(column, np.ndarray) and column.dtype != object:
+        return np.fromiter((holds(v) for v in column), dtype=np.bool_, count=len(rows))
+    # Strings and None: a user's rows repeat a handful of values (event types above all),
+    # so each distinct value is judged once.
+    try:
+        answers = {v: holds(v) for v in set(column)}
+    except TypeError:  # an unhashable value (a list in an event's properties)
+        return np.fromiter((holds(v) for v in column), dtype=np.bool_, count=len(rows))
+    return np.fromiter((answers[v] for v in column), dtype=np.bool_, count=len(rows))
 
 
 def _user_holds(conditions: tuple[Condition, ...], request: Request) -> bool:
     for c in conditions:
         key = normalize_name(c.left.field)
-        if not _value_holds(c, key, request.user.get(key), _right_values(c, request)):
+        if not _predicate(c, key, _right_values(c, request))(request.user.get(key)):
             return False
     return True
 
 
-def _value_holds(
-    c: Condition, key: str, value: str | float | None, values: tuple[str | float, ...]
-) -> bool:
-    """One value (an interaction's field, the user's attribute) against a condition."""
-    if value is None:
-        return c.op in ("NOT IN", "!=") and not isinstance(c.right, FieldRef)
-    if c.op in SET_OPERATORS or (c.op in ("=", "!=") and not _is_number(value, values)):
-        if key == _EVENT_TYPE:
-            wanted = {_text(v).lower() for v in values}
-            found = "*" in wanted or str(value).lower() in wanted
-        else:
-            wanted = {_text(v) for v in values}
-            found = any(t in wanted for t in tokens_of(_text(value)))
-        return found != (c.op in ("NOT IN", "!="))
-    if not values:
-        return False
-    try:
-        left, right = float(value), float(values[0])
-    except ValueError:
-        return False
-    return bool(_COMPARE[c.op](left, right))
+def _predicate(
+    c: Condition, key: str, values: tuple[str | float, ...]
+) -> Callable[[str | float | None], bool]:
+    """Whether one value (an interaction's field, the user's attribute) meets ``c``:
+    built once per condition, then applied to each of a user's rows."""
+    negated = c.op in ("NOT IN", "!=")
+    missing = negated and not isinstance(c.right, FieldRef)
+    compare = _COMPARE.get(c.op)
+    if key == _EVENT_TYPE:
+        types = {_text(v).lower() for v in values}
+    words = {_text(v) for v in values}
+
+    def holds(value: str | float | None) -> bool:
+        if value is None or value != value:  # None or NaN: the field is missing
+            return missing
+        if compare is None or (c.op in ("=", "!=") and not _is_number(value, values)):
+            if key == _EVENT_TYPE:
+                found = "*" in types or str(value).lower() in types
+            else:
+                found = any(t in words for t in tokens_of(_text(value)))
+            return found != negated
+        if not values:
+            return False
+        try:
+            left, right = float(value), float(values[0])
+        except ValueError:
+            return False
+        return bool(compare(left, right))
+
+    return holds
 
 
 def _is_number(value: str | float, values: tuple[str | float, ...]) -> bool:

@@ -71,6 +71,14 @@ class Expression:
 class FilterExpression:
     expressions: tuple[Expression, ...]
 
+    def __hash__(self) -> int:
+        # A key of the mask caches on every filtered request: hash the tree once.
+        found: int | None = self.__dict__.get("_hash")
+        if found is None:
+            found = hash(self.expressions)
+            object.__setattr__(self, "_hash", found)
+        return found
+
     def conditions(self) -> tuple[Condition, ...]:
         return tuple(c for e in self.expressions for c in e.conditions())
 

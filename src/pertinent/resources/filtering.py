@@ -35,8 +35,30 @@ MAX_PROMOTIONS = 1
 @dataclass(frozen=True)
 class _Cached:
     tree: FilterExpression
+    text: str
     group_arn: str
     fetched_at: float
+    reads: frozenset[str]  # the datasets its conditions' left sides name
+    needs_user: bool
+    uses_current_item: bool
+    includes: bool
+
+    @classmethod
+    def of(cls, tree: FilterExpression, text: str, group_arn: str, fetched_at: float) -> _Cached:
+        """The filter with what every request would otherwise work out from its tree."""
+        return cls(
+            tree,
+            text,
+            group_arn,
+            fetched_at,
+            reads=frozenset(dataset_name(c.left) for c in tree.conditions()),
+            needs_user=needs_user(tree),
+            uses_current_item=any(
+                isinstance(c.right, FieldRef) and dataset_name(c.right) == "CurrentItem"
+                for c in tree.conditions()
+            ),
+            includes=any(e.action == "INCLUDE" for e in tree.expressions),
+        )
 
 
 class Filters:
@@ -61,7 +83,10 @@ class Filters:
                 f"The filter {arn} is {res.status}, not ACTIVE; wait until DescribeFilter "
                 "shows ACTIVE."
             )
-        found = _Cached(parse(res.doc["filterExpression"]), str(res.group_arn), now)
+        text = res.doc["filterExpression"]
+        # The same tree object while the filter is unchanged: masks are cached by it.
+        tree = found.tree if found is not None and found.text == text else parse(text)
+        found = _Cached.of(tree, text, str(res.group_arn), now)
         with self._lock:
             self._cache[arn] = found
         return found
@@ -82,6 +107,23 @@ def live_events(ctx: Context, serving: Serving, user_id: str) -> list[LiveEvent]
     return [LiveEvent(item, float(ts), kind, value, props) for item, ts, kind, value, props in rows]
 
 
+class UserEvents:
+    """One request's read of its user's live events, made at most once: the model, the
+    filter and the promotion's filter all read the same rows."""
+
+    def __init__(self, ctx: Context, serving: Serving, user_id: str | None) -> None:
+        self._ctx = ctx
+        self._serving = serving
+        self.user_id = user_id
+        self._rows: list[LiveEvent] | None = None
+
+    def get(self) -> list[LiveEvent]:
+        if self._rows is None:
+            user = self.user_id
+            self._rows = live_events(self._ctx, self._serving, user) if user else []
+        return self._rows
+
+
 def mask_for(
     ctx: Context,
     filters: Filters,
@@ -91,8 +133,10 @@ def mask_for(
     *,
     user_id: str | None,
     item_id: str | None,
+    events: UserEvents | None = None,
 ) -> Mask | None:
-    """The items ``filter_arn`` lets through for this request; None: no filtering."""
+    """The items ``filter_arn`` lets through for this request (read-only); None: no
+    filtering. ``events``: the request's live events, read once for all who need them."""
     if not filter_arn:
         if filter_values:
             raise InvalidInputException("filterValues was given without a filterArn.")
@@ -109,26 +153,22 @@ def mask_for(
         raise InvalidInputException(
             f"The filter {filter_arn} filters {target}; item recommendations need an ItemID filter."
         )
-    if needs_user(tree) and not user_id:
+    if cached.needs_user and not user_id:
         raise InvalidInputException(
             f"The filter {filter_arn} reads the user's interactions or attributes: send userId."
         )
-    uses_current_item = any(
-        isinstance(c.right, FieldRef) and dataset_name(c.right) == "CurrentItem"
-        for c in tree.conditions()
-    )
-    if uses_current_item and serving.loaded.recipe_type != "RELATED_ITEMS":
+    if cached.uses_current_item and serving.loaded.recipe_type != "RELATED_ITEMS":
         raise InvalidInputException(
             f"The filter {filter_arn} uses CurrentItem, which only related-items recipes "
             f"have; the campaign uses {serving.loaded.recipe_name}."
         )
     data = serving.loaded.filter_data()
-    reads = {dataset_name(c.left) for c in tree.conditions()}
     rows = None
-    if "Interactions" in reads and user_id:
-        rows = data.rows(user_id, live_events(ctx, serving, user_id))
+    if "Interactions" in cached.reads and user_id:
+        live = events.get() if events is not None and events.user_id == user_id else None
+        rows = data.rows(user_id, live_events(ctx, serving, user_id) if live is None else live)
     user: dict[str, str] = {}
-    if "CurrentUser" in reads and user_id:
+    if "CurrentUser" in cached.reads and user_id:
         users = serving.datasets.get("USERS")
         streamed = None
         if users is not None:
@@ -147,7 +187,7 @@ def includes(filters: Filters, ctx: Context, filter_arn: str | None) -> bool:
     """Whether a filter has INCLUDE expressions (items it knows nothing of then fail it)."""
     if not filter_arn:
         return False
-    return any(e.action == "INCLUDE" for e in filters.get(ctx, filter_arn).tree.expressions)
+    return filters.get(ctx, filter_arn).includes
 
 
 @dataclass(frozen=True)
@@ -163,6 +203,7 @@ def promotion_of(
     serving: Serving,
     req: Mapping[str, Any],
     n: int,
+    events: UserEvents | None = None,
 ) -> Promotion | None:
     """The request's promotion (spec §11), with the items its own filter allows."""
     promotions = req.get("promotions") or []
@@ -193,6 +234,7 @@ def promotion_of(
         promo.get("filterValues"),
         user_id=req.get("userId"),
         item_id=req.get("itemId"),
+        events=events,
     )
     return Promotion(str(name), math.ceil(n * int(percent) / 100), mask)
 

@@ -8,7 +8,6 @@ JSON encoding.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -19,12 +18,13 @@ import numpy.typing as npt
 import orjson
 
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
+from pertinent.ids import random_hex
 from pertinent.recipes.base import CatalogExtendable, Exploration, LiveUpdatable, Model, Ranked
 from pertinent.resources._common import Context
 from pertinent.resources.filtering import (
     Filters,
+    UserEvents,
     includes,
-    live_events,
     mask_for,
     place_promoted,
     promotion_of,
@@ -240,13 +240,11 @@ def _items(
     return out
 
 
-def _live_events(
-    ctx: Context, serving: Serving, user_id: str | None
-) -> list[tuple[str | None, float]]:
+def _live_events(serving: Serving, events: UserEvents) -> list[tuple[str | None, float]]:
     """(item, time) of the user's live events, for models that answer from a history."""
-    if not user_id or serving.loaded.recipe_type not in PERSONAL_TYPES:
+    if serving.loaded.recipe_type not in PERSONAL_TYPES:
         return []
-    return [(e.item_id, e.timestamp) for e in live_events(ctx, serving, user_id)]
+    return [(e.item_id, e.timestamp) for e in events.get()]
 
 
 def _user_attributes(ctx: Context, serving: Serving, user_id: str | None) -> dict[str, str]:
@@ -275,7 +273,7 @@ def _new_item_neighbours(
 
 
 def _recommendation_id() -> str:
-    return f"RID-{os.urandom(16).hex()}"
+    return f"RID-{random_hex()}"
 
 
 # PredictedItem.reason: "If you use User-Personalization-v2, a list of reasons for why the
@@ -322,6 +320,7 @@ async def get_recommendations(
             f"The campaign {campaign_arn} uses {loaded.recipe_name}: call GetPersonalizedRanking."
         )
     columns = _metadata_columns(serving, req)
+    events = UserEvents(ctx, serving, user_id)
     allowed = mask_for(
         ctx,
         runtime.filters,
@@ -330,8 +329,9 @@ async def get_recommendations(
         req.get("filterValues"),
         user_id=user_id,
         item_id=item_id,
+        events=events,
     )
-    promotion = promotion_of(ctx, runtime.filters, serving, req, n)
+    promotion = promotion_of(ctx, runtime.filters, serving, req, n, events)
     if kind == "RELATED_ITEMS" and item_id not in loaded.item_index:
         fresh = _new_item_neighbours(ctx, serving, str(item_id), n, allowed)
         if fresh is not None:
@@ -342,7 +342,7 @@ async def get_recommendations(
         item_id if kind == "RELATED_ITEMS" else None,
         context=req.get("context"),
         exploration=_exploration(serving),
-        live=_live_events(ctx, serving, user_id),
+        live=_live_events(serving, events),
         user_attributes=_user_attributes(ctx, serving, user_id),
     )
     rid = _recommendation_id()
@@ -387,6 +387,7 @@ def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]
     columns = _metadata_columns(serving, req)
     # Repeated ids count once; ids the model never saw go last with score 0 (spec §5.2).
     requested = list(dict.fromkeys(req["inputList"]))
+    events = UserEvents(ctx, serving, req["userId"])
     allowed = mask_for(
         ctx,
         runtime.filters,
@@ -395,6 +396,7 @@ def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]
         req.get("filterValues"),
         user_id=req["userId"],
         item_id=None,
+        events=events,
     )
     known = [loaded.item_index[i] for i in requested if i in loaded.item_index]
     unknown = [i for i in requested if i not in loaded.item_index]
@@ -406,7 +408,7 @@ def get_personalized_ranking(ctx: Context, runtime: Runtime, req: dict[str, Any]
     query = loaded.query(
         req["userId"],
         context=req.get("context"),
-        live=_live_events(ctx, serving, req["userId"]),
+        live=_live_events(serving, events),
         user_attributes=_user_attributes(ctx, serving, req["userId"]),
     )
     ranking: list[dict[str, Any]] = []
