@@ -280,7 +280,7 @@ def main() -> None:
         rows = run_filter(args, work)
         _report(rows, results, "serve_filter.json", next(iter(rows)))
         for name, r in rows.items():
-            print(f"{name:60} +{r['added_p99_ms']:.2f} ms p99, +{r['added_server_us']:.0f} µs CPU")
+            print(f"{name:60} {r['added_p99_ms']:+.2f} ms p99, {r['added_server_us']:+.0f} µs CPU")
         shutil.rmtree(work, ignore_errors=True)
         return
     if args.scenario == "up":
