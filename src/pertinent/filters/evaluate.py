@@ -166,30 +166,43 @@ class Request:
     current_item: int | None = None
 
 
-def needs_user(tree: FilterExpression) -> bool:
-    """Whether the filter reads the requesting user (Interactions or CurrentUser)."""
-    return any(dataset_name(c.left) in ("Interactions", "CurrentUser") for c in tree.conditions())
+@dataclass(frozen=True)
+class Shape:
+    """What a filter's tree says about every request it will serve, worked out once."""
+
+    reads: frozenset[str]  # the datasets its conditions' left sides name
+    params: tuple[str, ...]
+    per_request: bool  # reads the user's interactions or attributes, or the current item
+    uses_current_item: bool
+    includes: bool
+
+    @property
+    def needs_user(self) -> bool:
+        """Whether the filter reads the requesting user (Interactions or CurrentUser)."""
+        return bool(self.reads & {"Interactions", "CurrentUser"})
 
 
 @lru_cache(maxsize=1024)
-def _shape(tree: FilterExpression) -> tuple[bool, tuple[str, ...]]:
-    """Whether the filter's answer depends on more than the catalogue and its placeholder
-    values (the user's interactions or attributes, the current item); its placeholders."""
-    per_request = any(
-        dataset_name(c.left) != "Items"
-        or (isinstance(c.right, FieldRef) and dataset_name(c.right) != "Items")
-        for c in tree.conditions()
+def shape(tree: FilterExpression) -> Shape:
+    conditions = tree.conditions()
+    right = {dataset_name(c.right) for c in conditions if isinstance(c.right, FieldRef)}
+    reads = frozenset(dataset_name(c.left) for c in conditions)
+    return Shape(
+        reads=reads,
+        params=tree.params(),
+        per_request=bool((reads | right) - {"Items"}),
+        uses_current_item="CurrentItem" in right,
+        includes=any(e.action == "INCLUDE" for e in tree.expressions),
     )
-    return per_request, tree.params()
 
 
 def allowed_items(tree: FilterExpression, table: ItemTable, request: Request) -> Mask | None:
     """The items the filter lets through (read-only), or None when it lets everything
     through."""
-    per_request, params = _shape(tree)
-    if per_request:
+    facts = shape(tree)
+    if facts.per_request:
         return _allowed(tree, table, request)
-    key = (tree, tuple(request.values.get(p) for p in params))
+    key = (tree, tuple(request.values.get(p) for p in facts.params))
     hit = table.whole.get(key)
     if hit is not None:
         return hit[0]

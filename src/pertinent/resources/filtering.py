@@ -14,9 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from pertinent.errors import InvalidInputException, ResourceNotFoundException
-from pertinent.filters.evaluate import Request, allowed_items, needs_user
-from pertinent.filters.grammar import FieldRef, FilterExpression, parse
-from pertinent.filters.validate import dataset_name
+from pertinent.filters.evaluate import Request, allowed_items, shape
+from pertinent.filters.grammar import FilterExpression, parse
 from pertinent.filters.values import decode_all
 from pertinent.resources._common import Context
 from pertinent.serving.filtering import LiveEvent
@@ -38,27 +37,6 @@ class _Cached:
     text: str
     group_arn: str
     fetched_at: float
-    reads: frozenset[str]  # the datasets its conditions' left sides name
-    needs_user: bool
-    uses_current_item: bool
-    includes: bool
-
-    @classmethod
-    def of(cls, tree: FilterExpression, text: str, group_arn: str, fetched_at: float) -> _Cached:
-        """The filter with what every request would otherwise work out from its tree."""
-        return cls(
-            tree,
-            text,
-            group_arn,
-            fetched_at,
-            reads=frozenset(dataset_name(c.left) for c in tree.conditions()),
-            needs_user=needs_user(tree),
-            uses_current_item=any(
-                isinstance(c.right, FieldRef) and dataset_name(c.right) == "CurrentItem"
-                for c in tree.conditions()
-            ),
-            includes=any(e.action == "INCLUDE" for e in tree.expressions),
-        )
 
 
 class Filters:
@@ -86,7 +64,7 @@ class Filters:
         text = res.doc["filterExpression"]
         # The same tree object while the filter is unchanged: masks are cached by it.
         tree = found.tree if found is not None and found.text == text else parse(text)
-        found = _Cached.of(tree, text, str(res.group_arn), now)
+        found = _Cached(tree, text, str(res.group_arn), now)
         with self._lock:
             self._cache[arn] = found
         return found
@@ -133,7 +111,7 @@ def mask_for(
     *,
     user_id: str | None,
     item_id: str | None,
-    events: UserEvents | None = None,
+    events: UserEvents,
 ) -> Mask | None:
     """The items ``filter_arn`` lets through for this request (read-only); None: no
     filtering. ``events``: the request's live events, read once for all who need them."""
@@ -153,22 +131,22 @@ def mask_for(
         raise InvalidInputException(
             f"The filter {filter_arn} filters {target}; item recommendations need an ItemID filter."
         )
-    if cached.needs_user and not user_id:
+    facts = shape(tree)
+    if facts.needs_user and not user_id:
         raise InvalidInputException(
             f"The filter {filter_arn} reads the user's interactions or attributes: send userId."
         )
-    if cached.uses_current_item and serving.loaded.recipe_type != "RELATED_ITEMS":
+    if facts.uses_current_item and serving.loaded.recipe_type != "RELATED_ITEMS":
         raise InvalidInputException(
             f"The filter {filter_arn} uses CurrentItem, which only related-items recipes "
             f"have; the campaign uses {serving.loaded.recipe_name}."
         )
     data = serving.loaded.filter_data()
     rows = None
-    if "Interactions" in cached.reads and user_id:
-        live = events.get() if events is not None and events.user_id == user_id else None
-        rows = data.rows(user_id, live_events(ctx, serving, user_id) if live is None else live)
+    if "Interactions" in facts.reads and user_id:
+        rows = data.rows(user_id, events.get())
     user: dict[str, str] = {}
-    if "CurrentUser" in cached.reads and user_id:
+    if "CurrentUser" in facts.reads and user_id:
         users = serving.datasets.get("USERS")
         streamed = None
         if users is not None:
@@ -187,7 +165,7 @@ def includes(filters: Filters, ctx: Context, filter_arn: str | None) -> bool:
     """Whether a filter has INCLUDE expressions (items it knows nothing of then fail it)."""
     if not filter_arn:
         return False
-    return filters.get(ctx, filter_arn).includes
+    return shape(filters.get(ctx, filter_arn).tree).includes
 
 
 @dataclass(frozen=True)
@@ -203,7 +181,7 @@ def promotion_of(
     serving: Serving,
     req: Mapping[str, Any],
     n: int,
-    events: UserEvents | None = None,
+    events: UserEvents,
 ) -> Promotion | None:
     """The request's promotion (spec §11), with the items its own filter allows."""
     promotions = req.get("promotions") or []
