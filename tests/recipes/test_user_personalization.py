@@ -1,6 +1,6 @@
 """User-Personalization (v1, v2) and Personalized-Ranking (v1, v2): the contract, then
 what each input and knob does: metadata, context, impressions, weights, exploration,
-ranking, determinism, persistence, stopping, and the numpy encoder against torch."""
+ranking, determinism, persistence, stopping, and the serving encoder against training's."""
 
 from __future__ import annotations
 
@@ -273,7 +273,7 @@ def test_ties_across_the_cut_go_to_the_lower_index(data: TrainingData) -> None:
     assert ranked.items[n_seen:].tolist() == [COLD[0], COLD[1]]
 
 
-def test_numpy_encoder_matches_torch(model: SequentialModel) -> None:
+def test_serving_encoder_matches_the_training_module(model: SequentialModel) -> None:
     rng = np.random.default_rng(0)
     net = model.net.eval()
     vec = torch.tensor(model.V)
