@@ -336,6 +336,7 @@ def test_v2_promoted_items_say_why(
     assert all(i["reason"] == ["Promoted item"] for i in promoted)
     assert all("reason" not in i for i in got if "promotionName" not in i)
     assert all(catalogue[i["itemId"]]["CATEGORY_L1"] == "books" for i in promoted)
+    pz.delete_campaign(campaignArn=v2)  # the group's quota is 5 campaigns
 
 
 def test_put_items_changes_are_filtered_at_once(

@@ -362,9 +362,9 @@ def _row_condition(c: Condition, rows: Rows, request: Request) -> Mask:
         return np.zeros(len(rows), dtype=np.bool_)
     holds = _predicate(c, key, _right_values(c, request))
     if isinstance(column, np.ndarray) and column.dtype != object:
-        return np.fromiter((holds(v) for v in column), dtype=np.bool_, count=len(rows))
-    # Strings and None: a user's rows repeat a handful of values (event types above all),
-    # so each distinct value is judged once.
+        column = column.tolist()  # Python values hash and compare faster than numpy's
+    # A user's rows repeat a handful of values (event types above all), so each distinct
+    # value is judged once.
     try:
         answers = {v: holds(v) for v in set(column)}
     except TypeError:  # an unhashable value (a list in an event's properties)

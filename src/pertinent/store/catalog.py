@@ -12,6 +12,8 @@ reads use plain deferred transactions so they never wait for a writer (WAL).
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -113,6 +115,9 @@ class Catalog:
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         # Driver-level SQL marks parameters as the driver does: ``?`` or ``%s``.
         self._qmark = self.engine.dialect.paramstyle == "qmark"
+        database = self.engine.url.database if self.is_sqlite else None
+        self._sqlite_file = database if database and database != ":memory:" else None
+        self._readers = threading.local()
 
     # -- transactions -------------------------------------------------------------------
 
@@ -123,12 +128,15 @@ class Catalog:
                 yield conn
 
     def fast_read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """One read on a request's path, run straight on a pooled driver connection.
+        """One read on a request's path, run straight on a driver connection: with SQLite
+        the thread's own, else one from the pool.
 
         ``sql`` marks parameters with ``?``. A live-event lookup costs 7 µs in SQLite and
         0.25 ms through SQLAlchemy's statement and result layers: that difference was
         most of what an interaction filter or a personal model added to a request.
         """
+        if self._sqlite_file is not None:
+            return self._sqlite_reader().execute(sql, tuple(params)).fetchall()
         native = sql if self._qmark else sql.replace("?", "%s")
         raw = self.engine.raw_connection()
         try:
@@ -175,8 +183,24 @@ class Catalog:
             else:
                 conn.execute(schema_info.insert().values(values))
 
+    def _sqlite_reader(self) -> sqlite3.Connection:
+        """This thread's own read connection to the SQLite file, in autocommit mode, so
+        each read sees every commit before it. The pool's checkout and reset cost
+        more than the read itself (7 of 10 µs)."""
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            assert self._sqlite_file is not None
+            conn = sqlite3.connect(self._sqlite_file, timeout=60, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._readers.conn = conn
+        return conn
+
     def dispose(self) -> None:
         self.engine.dispose()
+        conn = getattr(self._readers, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._readers.conn = None
 
     # -- resources ----------------------------------------------------------------------
 
