@@ -1,0 +1,64 @@
+"""One recipe, one data set, one seed: the LOO figures of a hyperparameter or option change.
+
+The quick loop before a full ``bench/quality.py`` run (which takes about an hour for
+the personal recipes on 2 cores): trains ``RECIPE`` on the LOO test split of ``DATASET``
+exactly as bench/quality.py does, with hyperparameters (``name=value``) and, for the
+sequence recipes, ``TrainingOptions`` fields (``opt.name=value``), and prints NDCG@10,
+HR@10, MRR, the fit time and the blend weight it chose. Nothing is written.
+
+    .venv/bin/python bench/probe.py movielens-100k aws-user-personalization
+    .venv/bin/python bench/probe.py generated aws-user-personalization hidden_dimension=128
+    .venv/bin/python bench/probe.py generated aws-user-personalization opt.lr=0.003
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import fields, replace
+from typing import Any
+
+import datasets
+from baselines.harness import loo_metrics
+from pertinent.evaluation.loo import leave_last_out
+from pertinent.recipes.registry import get_recipe
+from pertinent.recipes.user_personalization import TrainingOptions
+
+
+def _option(name: str, raw: str) -> Any:
+    kind = {f.name: f.type for f in fields(TrainingOptions)}.get(name)
+    if kind is None:
+        raise SystemExit(f"TrainingOptions has no field {name!r}")
+    if raw in ("true", "false"):
+        return raw == "true"
+    return float(raw) if any(c in raw for c in ".e") else int(raw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dataset", choices=sorted(datasets.LOADERS))
+    parser.add_argument("recipe")
+    parser.add_argument("settings", nargs="*", help="name=value or opt.name=value")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    pairs = [s.split("=", 1) for s in args.settings]
+    params = {k: v for k, v in pairs if not k.startswith("opt.")}
+    options = {k[4:]: _option(k[4:], v) for k, v in pairs if k.startswith("opt.")}
+    cls = get_recipe(args.recipe)
+    parsed = cls.parse_params(params)
+    recipe = cls(parsed, TrainingOptions(**options)) if options else cls(parsed)
+    _, test = leave_last_out(datasets.LOADERS[args.dataset]().data)
+    started = time.perf_counter()
+    model = recipe.fit(replace(test.train, seed=args.seed))
+    fit = time.perf_counter() - started
+    metrics = loo_metrics(model.score_items, test, seed=args.seed)
+    meta = getattr(model, "meta", {})
+    print(
+        f"{args.dataset} {args.recipe} {params} {options}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        + f"; fit {fit:.0f} s; blend weight {meta.get('knn_weight')}"
+    )
+
+
+if __name__ == "__main__":
+    main()
