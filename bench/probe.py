@@ -2,9 +2,10 @@
 
 The quick loop before a full ``bench/quality.py`` run (which takes about an hour for
 the personal recipes on 2 cores): trains ``RECIPE`` on the LOO test split of ``DATASET``
-exactly as bench/quality.py does, with hyperparameters (``name=value``) and, for the
-sequence recipes, ``TrainingOptions`` fields (``opt.name=value``), and prints NDCG@10,
-HR@10, MRR, the fit time and the blend weight it chose. Nothing is written.
+exactly as bench/quality.py does, with hyperparameters (``name=value``) and training
+options (``opt.name=value``: ``TrainingOptions`` for user-personalization and
+personalized-ranking, ``HrnnOptions`` for the HRNN recipes), and prints NDCG@10, HR@10,
+MRR, the fit time and the blend weight it chose. Nothing is written.
 
     .venv/bin/python bench/probe.py movielens-100k aws-user-personalization
     .venv/bin/python bench/probe.py generated aws-user-personalization hidden_dimension=128
@@ -21,14 +22,21 @@ from typing import Any
 import datasets
 from baselines.harness import loo_metrics
 from pertinent.evaluation.loo import leave_last_out
+from pertinent.recipes.hrnn import HrnnOptions, _HrnnRecipe
 from pertinent.recipes.registry import get_recipe
-from pertinent.recipes.user_personalization import TrainingOptions
+from pertinent.recipes.user_personalization import TrainingOptions, _SequenceRecipe
 
 
-def _option(name: str, raw: str) -> Any:
-    kind = {f.name: f.type for f in fields(TrainingOptions)}.get(name)
-    if kind is None:
-        raise SystemExit(f"TrainingOptions has no field {name!r}")
+def _options_class(cls: type[Any]) -> type[Any] | None:
+    """The options dataclass a recipe's constructor takes, if any."""
+    if issubclass(cls, _SequenceRecipe):
+        return TrainingOptions
+    if issubclass(cls, _HrnnRecipe):
+        return HrnnOptions
+    return None
+
+
+def _value(raw: str) -> Any:
     if raw in ("true", "false"):
         return raw == "true"
     return float(raw) if any(c in raw for c in ".e") else int(raw)
@@ -43,10 +51,19 @@ def main() -> None:
     args = parser.parse_args()
     pairs = [s.split("=", 1) for s in args.settings]
     params = {k: v for k, v in pairs if not k.startswith("opt.")}
-    options = {k[4:]: _option(k[4:], v) for k, v in pairs if k.startswith("opt.")}
+    options = {k[4:]: _value(v) for k, v in pairs if k.startswith("opt.")}
     cls = get_recipe(args.recipe)
     parsed = cls.parse_params(params)
-    recipe = cls(parsed, TrainingOptions(**options)) if options else cls(parsed)
+    if options:
+        kind = _options_class(cls)
+        if kind is None:
+            raise SystemExit(f"{args.recipe} takes no training options")
+        unknown = set(options) - {f.name for f in fields(kind)}
+        if unknown:
+            raise SystemExit(f"{kind.__name__} has no field(s) {sorted(unknown)}")
+        recipe = cls(parsed, kind(**options))
+    else:
+        recipe = cls(parsed)
     _, test = leave_last_out(datasets.LOADERS[args.dataset]().data)
     started = time.perf_counter()
     model = recipe.fit(replace(test.train, seed=args.seed))

@@ -387,21 +387,21 @@ def _predicate(
     built once per condition, then applied to each of a user's rows."""
     negated = c.op in ("NOT IN", "!=")
     missing = negated and not isinstance(c.right, FieldRef)
+    as_set = c.op in SET_OPERATORS
     compare = _COMPARE.get(c.op)
-    if key == _EVENT_TYPE:
-        types = {_text(v).lower() for v in values}
-    words = {_text(v) for v in values}
+    event_type = key == _EVENT_TYPE
+    wanted = {_text(v).lower() if event_type else _text(v) for v in values}
 
     def holds(value: str | float | None) -> bool:
         if value is None or value != value:  # None or NaN: the field is missing
             return missing
-        if compare is None or (c.op in ("=", "!=") and not _is_number(value, values)):
-            if key == _EVENT_TYPE:
-                found = "*" in types or str(value).lower() in types
+        if as_set or (c.op in ("=", "!=") and not _is_number(value, values)):
+            if event_type:
+                found = "*" in wanted or str(value).lower() in wanted
             else:
-                found = any(t in words for t in tokens_of(_text(value)))
+                found = any(t in wanted for t in tokens_of(_text(value)))
             return found != negated
-        if not values:
+        if compare is None or not values:
             return False
         try:
             left, right = float(value), float(values[0])
