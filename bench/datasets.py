@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from pertinent.demo.generate import Latent, generate
 from pertinent.recipes.base import (
     CategoricalFeature,
     FeatureTable,
@@ -173,8 +174,13 @@ def diginetica_sample() -> Loaded:
 
 def generated(users: int = 6000, items: int = 1500, seed: int = 7) -> Loaded:
     """The demo's e-commerce generator (taste and session structure), with metadata."""
-    from pertinent.demo.generate import generate
+    return generated_with_truth(users, items, seed)[0]
 
+
+def generated_with_truth(
+    users: int = 6000, items: int = 1500, seed: int = 7
+) -> tuple[Loaded, Latent]:
+    """`generated`, plus the generator's hidden state (bench/oracle.py)."""
     with tempfile.TemporaryDirectory() as tmp:
         data = generate(Path(tmp), users=users, items=items, seed=seed)
         frame = pl.read_csv(data.interactions_csv, schema_overrides={"EVENT_VALUE": pl.Float64})
@@ -192,7 +198,7 @@ def generated(users: int = 6000, items: int = 1500, seed: int = 7) -> Loaded:
             (NumericFeature("PRICE", np.array([price[i] for i in ids], dtype=np.float32)),),
         )
 
-    return from_frame("generated", frame, item_features=features)
+    return from_frame("generated", frame, item_features=features), data.latent
 
 
 LOADERS: dict[str, Callable[[], Loaded]] = {

@@ -20,7 +20,7 @@ from bench.baselines.ials import IALS
 from bench.baselines.recbole_models import DUMMY, export_split, fingerprint
 from bench.baselines.simple import EASE, ItemKNN, Popularity, ease_weights
 
-from pertinent.evaluation.loo import evaluate_loo, leave_last_out
+from pertinent.evaluation.loo import evaluate_loo, leave_last_out, repeat_targets
 from pertinent.evaluation.split import split_users
 from pertinent.recipes.base import Interactions, Query, TrainingData
 
@@ -148,6 +148,38 @@ def test_evaluator_removes_seen_items_for_a_baseline() -> None:
     assert evaluate_loo(model.score, test, seed=0, exclude_seen=True)["mrr"] == 1.0
     kept = evaluate_loo(model.score, test, seed=0, exclude_seen=False)
     assert kept["mrr"] < 1.0
+
+
+def test_a_repeat_target_is_not_evaluated_when_seen_items_are_removed() -> None:
+    class SeenFirst(Baseline):
+        """Scores the user's own history highest: no signal about which item comes next."""
+
+        name: ClassVar[str] = "seen-first"
+
+        def fit(self, train: TrainingData) -> None:
+            self.n_items = train.n_items
+
+        def score(self, queries: Any) -> Any:
+            out = np.zeros((len(queries), self.n_items), dtype=np.float32)
+            for r, q in enumerate(queries):
+                out[r, q.history] = 10.0
+            return out
+
+    # Users 0-2 end on an item they had before (0 1 2 3 0); users 3-5 on a new one.
+    rows = [(u, i) for u in range(3) for i in (0, 1, 2, 3, 0)]
+    rows += [(u, i) for u in range(3, 6) for i in (0, 1, 2, 3, 4)]
+    data = make_data(rows, n_users=6, n_items=8)
+    _, test = leave_last_out(data)
+    assert repeat_targets(test).tolist() == [True] * 3 + [False] * 3
+    model = SeenFirst()
+    model.fit(test.train)
+    removed = evaluate_loo(model.score, test, seed=0, exclude_seen=True)
+    # Only the three new targets count, and knowing the input gives no free hit on them:
+    # 4 unseen items tie, so the hit rate is the chance one.
+    assert removed["users"] == 3.0
+    assert removed["mrr"] < 0.6
+    kept = evaluate_loo(model.score, test, seed=0, exclude_seen=False)
+    assert kept["users"] == 6.0
 
 
 def test_personalize_ranking_excludes_history_only_when_asked() -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "ITEMS_SCHEMA",
     "USERS_SCHEMA",
     "DemoData",
+    "Latent",
     "generate",
 ]
 
@@ -201,6 +202,27 @@ _MAX_TRIES = 8  # redraws of an item that did not exist yet before falling back
 
 
 @dataclass(frozen=True)
+class Latent:
+    """The hidden state the events were drawn from, for oracles and structure tests.
+
+    Per-event arrays are in ``interactions.csv`` row order; per-item arrays are indexed by
+    item number (``P0001`` is 0). Categories index `DemoData.categories`, subcategories
+    ``subcategories`` (each item's primary CATEGORY_L2, the one the sampler draws by).
+    """
+
+    session_category: IntArray  # the session's category (taste or exploration)
+    focus_subcategory: IntArray  # the session's focus subcategory (drawn for every session)
+    focused: BoolArray  # whether the session hunts in its focus subcategory
+    drift: BoolArray  # the event left the session for a uniformly random nonempty category
+    item_category: IntArray
+    item_subcategory: IntArray
+    item_weight: FloatArray  # Zipf weight, the sampling weight in the category and subcategory
+    item_created: IntArray  # CREATION_TIMESTAMP
+    nonempty_categories: IntArray  # the categories a drifting or exploring event can land in
+    subcategories: list[str]
+
+
+@dataclass(frozen=True)
 class DemoData:
     """Where the generated files are, their schemas, and the ground truth behind them."""
 
@@ -215,6 +237,7 @@ class DemoData:
     item_category: dict[str, str]  # ITEM_ID -> CATEGORY_L1
     user_taste: dict[str, list[str]]  # USER_ID -> preferred categories, strongest first
     n_interactions: int
+    latent: Latent
 
 
 class _Sampler:
@@ -287,7 +310,9 @@ def generate(
 
     Returns:
         The file paths, their Avro schemas, and the ground truth (categories, item
-        categories, user tastes) that tests use to check the structure is real.
+        categories, user tastes, and the hidden state of every event in ``latent``) that
+        tests and bench/oracle.py use to check the structure is real and bound what a
+        model can reach.
 
     Raises:
         ValueError: On non-positive sizes or period.
@@ -520,4 +545,16 @@ def generate(
             user_ids[u]: [categories[c] for c in taste[u, : n_taste[u]]] for u in range(users)
         },
         n_interactions=n,
+        latent=Latent(
+            session_category=s_cat[session],
+            focus_subcategory=s_focus[session],
+            focused=s_focused[session],
+            drift=drift,
+            item_category=item_cat,
+            item_subcategory=item_sub,
+            item_weight=weight,
+            item_created=created,
+            nonempty_categories=nonempty,
+            subcategories=l2_names,
+        ),
     )

@@ -207,7 +207,7 @@ def validation_inputs(
     user: I64, item: I64, ts: I64, val_rows: I64, n_items: int, max_len: int
 ) -> tuple[I64, BoolArray, tuple[I64, I64]]:
     """Left-padded newest ``max_len`` history items of each validation row, their session
-    boundaries, and their seen items (CSR, the target excepted, as ``loo`` does)."""
+    boundaries, and their seen items (CSR; rows are chosen so the target is never among them)."""
     n = val_rows.shape[0]
     tokens = np.full((n, max_len), n_items + 1, dtype=np.int64)
     boundary = np.zeros((n, max_len), dtype=bool)

@@ -472,7 +472,7 @@ class _HrnnRecipe(Recipe):
         lo, hi = p.min_user_history_length_percentile, p.max_user_history_length_percentile
         lengths = np.bincount(user, minlength=n_users)
         kept_user = within_percentiles(lengths, lo, hi)
-        val_rows = _validation_rows(user, kept_user, lengths, opts.validation_users, rng)
+        val_rows = _validation_rows(user, item, kept_user, lengths, opts.validation_users, rng)
         keep = kept_user[user]
         keep[val_rows] = False
 

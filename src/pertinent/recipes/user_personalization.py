@@ -202,7 +202,7 @@ class _SequenceRecipe(Recipe):
 
         lengths = np.bincount(user, minlength=n_users)
         kept_user = within_percentiles(lengths, low, high)
-        val_rows = _validation_rows(user, kept_user, lengths, opts.validation_users, rng)
+        val_rows = _validation_rows(user, item, kept_user, lengths, opts.validation_users, rng)
         keep = kept_user[user]
         keep[val_rows] = False
 
@@ -483,17 +483,23 @@ def recency_weights(timestamp: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]
 
 def _validation_rows(
     user: npt.NDArray[np.int64],
+    item: npt.NDArray[np.int64],
     kept_user: npt.NDArray[np.bool_],
     lengths: npt.NDArray[np.int64],
     wanted: int,
     rng: np.random.Generator,
 ) -> npt.NDArray[np.int64]:
-    """The newest row of up to ``wanted`` random kept users with ≥ 3 rows, by user."""
-    eligible = np.flatnonzero(kept_user & (lengths >= 3))
-    if eligible.shape[0] > wanted:
-        eligible = np.sort(rng.choice(eligible, size=wanted, replace=False))
+    """The newest row of up to ``wanted`` random kept users with ≥ 3 rows, by user, among
+    those whose newest item is new to them: with their seen items removed a repeat can't
+    be hit, as in ``evaluation.loo``."""
     offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
+    newest = np.maximum(offsets[1:] - 1, 0)
+    repeat = (item == item[newest[user]]) & (np.arange(user.shape[0]) != newest[user])
+    repeated = np.bincount(user[repeat], minlength=lengths.shape[0]) > 0
+    eligible = np.flatnonzero(kept_user & (lengths >= 3) & ~repeated)
+    if eligible.shape[0] > wanted:
+        eligible = np.sort(rng.choice(eligible, size=wanted, replace=False))
     rows: npt.NDArray[np.int64] = offsets[eligible + 1] - 1
     return rows
 
@@ -510,7 +516,7 @@ def _validation_inputs(
     tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
 ]:
     """Right-padded ``[BOS, history]`` windows (newest ``max_len``) of the validation rows,
-    their lengths, and their seen items (CSR, the target excepted, as ``loo`` does)."""
+    their lengths, and their seen items (CSR; the target is never among them)."""
     n = val_rows.shape[0]
     tokens = np.full((n, max_len), n_items + 1, dtype=np.int64)
     if n == 0:
