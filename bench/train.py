@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: only {n_rows:,} interactions (< 1M); raise --users", file=sys.stderr)
     val, test = leave_last_out(data)
 
-    cache = WORK / f"train-baselines-{args.users}-{args.items}-{args.seed}-{args.budget}.json"
+    # "novel": scored on new targets only (evaluation.loo); older caches used the leaky rule.
+    key = f"{args.users}-{args.items}-{args.seed}-{args.budget}-novel"
+    cache = WORK / f"train-baselines-{key}.json"
     if cache.exists():
         baselines: dict[str, Any] = json.loads(cache.read_text())
         log(f"baselines from {cache}")

@@ -34,6 +34,7 @@ from pertinent.recipes.user_personalization import (
     TrainingOptions,
     UserPersonalization,
     UserPersonalizationV2,
+    _validation_rows,
     planned_epochs,
     within_percentiles,
 )
@@ -172,6 +173,17 @@ def test_within_percentiles() -> None:
     assert within_percentiles(counts, 0.0, 1.0).tolist() == [False] + [True] * 5
     assert within_percentiles(counts, 0.0, 0.75).tolist() == [False, True, True, True, True, False]
     assert within_percentiles(counts, 0.25, 1.0).tolist() == [False, False, True, True, True, True]
+
+
+def test_validation_holds_out_new_items_only() -> None:
+    # Rows by user: 0 ends on an item it had before, 1 and 3 on new ones, 2 is too short.
+    user = np.asarray([0, 0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3], dtype=np.int64)
+    item = np.asarray([5, 6, 7, 5, 1, 2, 3, 4, 5, 6, 6, 7], dtype=np.int64)
+    lengths = np.bincount(user)
+    kept = np.ones(4, dtype=bool)
+    rows = _validation_rows(user, item, kept, lengths, 10, np.random.default_rng(0))
+    assert rows.tolist() == [6, 11]
+    assert _validation_rows(user, item, kept, lengths, 1, np.random.default_rng(0)).shape == (1,)
 
 
 def test_history_percentiles_drop_users_from_training(data: TrainingData) -> None:
