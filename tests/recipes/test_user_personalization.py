@@ -679,10 +679,10 @@ def test_update_continues_the_previous_model_with_new_items(data: TrainingData) 
 
 def test_epochs_are_planned_from_the_work_not_the_clock() -> None:
     # Small data: the target-event budget (early stopping usually ends sooner).
-    assert planned_epochs(99_000, 149, 2, 1_682) == 200
+    assert planned_epochs(99_000, 64, 2, 1_682) == 200
     assert planned_epochs(1_000_000, 32, 1, 100) == 30
     # 1M interactions over 5.8k items at the default width: the work budget binds.
-    assert planned_epochs(847_000, 149, 2, 5_795) == 14
+    assert planned_epochs(847_000, 149, 2, 5_795) == 10
     assert planned_epochs(50_000_000, 149, 2, 5_795) == 5  # never fewer than five
 
 
