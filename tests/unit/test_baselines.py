@@ -122,21 +122,28 @@ def test_scores_shape_and_seen_items_left_to_the_evaluator(cls: type[Baseline]) 
     assert np.all(np.isfinite(scores))
 
 
-def test_evaluator_removes_seen_items_for_a_baseline() -> None:
-    class SeenFirst(Baseline):
-        """Scores the user's own history highest, then the item after the newest one."""
+class InputFirst(Baseline):
+    """Scores the user's own input highest, and the item after the newest one next when
+    ``follow`` is set."""
 
-        name: ClassVar[str] = "seen-first"
+    name: ClassVar[str] = "input-first"
+    follow: ClassVar[bool] = False
 
-        def fit(self, train: TrainingData) -> None:
-            self.n_items = train.n_items
+    def fit(self, train: TrainingData) -> None:
+        self.n_items = train.n_items
 
-        def score(self, queries: Any) -> Any:
-            out = np.zeros((len(queries), self.n_items), dtype=np.float32)
-            for r, q in enumerate(queries):
-                out[r, q.history] = 10.0
+    def score(self, queries: Any) -> Any:
+        out = np.zeros((len(queries), self.n_items), dtype=np.float32)
+        for r, q in enumerate(queries):
+            out[r, q.history] = 10.0
+            if self.follow:
                 out[r, (q.history[-1] + 1) % self.n_items] = 5.0
-            return out
+        return out
+
+
+def test_evaluator_removes_seen_items_for_a_baseline() -> None:
+    class SeenFirst(InputFirst):
+        follow: ClassVar[bool] = True
 
     # Every user walks items in order: the target always follows the newest item.
     rows = [(u, (u + k) % 7) for u in range(5) for k in range(4)]
@@ -151,27 +158,13 @@ def test_evaluator_removes_seen_items_for_a_baseline() -> None:
 
 
 def test_a_repeat_target_is_not_evaluated_when_seen_items_are_removed() -> None:
-    class SeenFirst(Baseline):
-        """Scores the user's own history highest: no signal about which item comes next."""
-
-        name: ClassVar[str] = "seen-first"
-
-        def fit(self, train: TrainingData) -> None:
-            self.n_items = train.n_items
-
-        def score(self, queries: Any) -> Any:
-            out = np.zeros((len(queries), self.n_items), dtype=np.float32)
-            for r, q in enumerate(queries):
-                out[r, q.history] = 10.0
-            return out
-
     # Users 0-2 end on an item they had before (0 1 2 3 0); users 3-5 on a new one.
     rows = [(u, i) for u in range(3) for i in (0, 1, 2, 3, 0)]
     rows += [(u, i) for u in range(3, 6) for i in (0, 1, 2, 3, 4)]
     data = make_data(rows, n_users=6, n_items=8)
     _, test = leave_last_out(data)
     assert repeat_targets(test).tolist() == [True] * 3 + [False] * 3
-    model = SeenFirst()
+    model = InputFirst()  # no signal about which new item comes next
     model.fit(test.train)
     removed = evaluate_loo(model.score, test, seed=0, exclude_seen=True)
     # Only the three new targets count, and knowing the input gives no free hit on them:
