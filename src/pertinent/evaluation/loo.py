@@ -201,10 +201,9 @@ def evaluate_loo(
 
 def repeat_targets(split: LooSplit) -> npt.NDArray[np.bool_]:
     """Per evaluated user: is the target an item of their own input?"""
-    out = np.zeros(len(split), dtype=bool)
-    for i in range(len(split)):
-        lo, hi = split.history_offsets[i], split.history_offsets[i + 1]
-        out[i] = bool(np.any(split.history_items[lo:hi] == split.targets[i]))
+    owner = np.repeat(np.arange(len(split)), np.diff(split.history_offsets))
+    repeat = split.history_items == split.targets[owner]
+    out: npt.NDArray[np.bool_] = np.bincount(owner[repeat], minlength=len(split)) > 0
     return out
 
 

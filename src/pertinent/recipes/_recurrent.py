@@ -219,7 +219,6 @@ def validation_inputs(
         tokens[k, max_len - tok.shape[0] :] = tok
         boundary[k, max_len - bnd.shape[0] :] = bnd
         seen = item[a:b]
-        seen = seen[seen != item[b]]
         seen_parts.append(seen)
         offsets[k + 1] = offsets[k] + seen.shape[0]
     seen_all = np.concatenate(seen_parts) if seen_parts else np.empty(0, dtype=np.int64)

@@ -533,15 +533,10 @@ def _validation_inputs(
     real = col < length[:, None]
     tokens = np.where(real, item[np.clip(pos, 0, item.shape[0] - 1)], tokens)
     tokens = np.where(real & (pos == (starts - 1)[:, None]), n_items, tokens)
-    owner = np.repeat(np.arange(n), hist_len)
-    flat = np.repeat(starts, hist_len) + (
-        np.arange(int(hist_len.sum())) - np.repeat(np.cumsum(hist_len) - hist_len, hist_len)
-    )
-    seen = item[flat]
-    keep = seen != item[val_rows][owner]
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner[keep], minlength=n), out=offsets[1:])
-    return tokens, length.astype(np.int64), (offsets, seen[keep])
+    np.cumsum(hist_len, out=offsets[1:])
+    flat = np.repeat(starts - offsets[:-1], hist_len) + np.arange(int(offsets[-1]))
+    return tokens, length.astype(np.int64), (offsets, item[flat])
 
 
 # Blend weights of the item-kNN component tried on the validation split (0: none). The
