@@ -112,7 +112,7 @@ def ranked_from_scores(
     allowed = np.ones(n_items, dtype=bool)
     for start in range(0, len(split), batch):
         stop = min(start + batch, len(split))
-        queries = [Query(history=split.history(k)) for k in range(start, stop)]
+        queries = [split.query(k) for k in range(start, stop)]
         matrix = np.asarray(score(queries), dtype=np.float64)
         for row, k in enumerate(range(start, stop)):
             history = split.history(k)

@@ -67,6 +67,17 @@ def group(pz: Any, shop: DemoData) -> str:
     return arn
 
 
+@pytest.fixture(autouse=True)
+def _delete_solutions(pz: Any, group: str) -> Iterator[None]:
+    """Each test's solutions go when it ends (after its campaigns: this fixture is set up
+    first, so torn down last): a group holds at most 10 solutions, and the module makes
+    more than that, whichever worker runs which test."""
+    yield
+    for found in pz.list_solutions(datasetGroupArn=group)["solutions"]:
+        if found["status"] == "ACTIVE":
+            pz.delete_solution(solutionArn=found["solutionArn"])
+
+
 @pytest.fixture
 def deployed(pz: Any) -> Iterator[Callable[..., str]]:
     """``deploy`` that deletes the campaigns when the test ends: all tests share one
@@ -107,6 +118,16 @@ def _check_scores(items: list[dict[str, Any]], catalogue: set[str]) -> None:
     assert set(ids) <= catalogue
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert scores == sorted(scores, reverse=True)
+
+
+def test_same_data_same_seed_same_metrics(
+    pz: Any, group: str, unique: Callable[[str], str]
+) -> None:
+    runs = [_train(pz, group, "aws-user-personalization", unique("repro")) for _ in range(2)]
+    metrics = [
+        pz.get_solution_metrics(solutionVersionArn=r["solutionVersionArn"])["metrics"] for r in runs
+    ]
+    assert metrics[0] == metrics[1]
 
 
 @pytest.mark.parametrize("recipe", USER_RECIPES)
@@ -242,19 +263,6 @@ def test_metadata_columns(
     with pytest.raises(rt.exceptions.InvalidInputException) as info:
         rt.get_recommendations(campaignArn=rich, userId=user, metadataColumns={"ITEMS": ["NOPE"]})
     assert "NOPE" in str(info.value)
-
-
-def test_same_data_same_seed_same_metrics(
-    pz: Any, group: str, unique: Callable[[str], str]
-) -> None:
-    runs = [_train(pz, group, "aws-user-personalization", unique("repro")) for _ in range(2)]
-    metrics = [
-        pz.get_solution_metrics(solutionVersionArn=r["solutionVersionArn"])["metrics"] for r in runs
-    ]
-    assert metrics[0] == metrics[1]
-    # A group holds at most 10 solutions: leave room for the module's other tests.
-    for run in runs:
-        pz.delete_solution(solutionArn=run["solutionArn"])
 
 
 def test_put_users_metadata_is_used_at_once(

@@ -291,10 +291,15 @@ def test_serving_encoder_matches_the_training_module(model: SequentialModel) -> 
     vec = torch.tensor(model.V)
     for length in (0, 1, 3, 7, 8, 20):  # 8 = max_len: longer histories keep the newest
         history = rng.integers(0, N_WARM, size=length).astype(np.int32)
-        tokens = model._tokens(history)
+        times = np.cumsum(rng.integers(0, 100_000, size=length)).astype(np.int64)
+        query = Query(history=history, history_times=times)
+        tokens, gaps = model._tokens(query)
+        assert gaps.max(initial=0) > 0 or length < 2
         with torch.no_grad():
-            expected = net.encode(torch.from_numpy(tokens[None]), vec)[0, -1].numpy()
-        got = model.query_vectors([Query(history=history)])[0]
+            expected = net.encode(
+                torch.from_numpy(tokens[None]), vec, gaps=torch.from_numpy(gaps[None])
+            )[0, -1].numpy()
+        got = model.query_vectors([query])[0]
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -302,6 +307,31 @@ def test_unknown_history_items_are_ignored(model: SequentialModel) -> None:
     with_junk = Query(history=np.asarray([0, 999, 1, -5], dtype=np.int32))
     clean = Query(history=np.asarray([0, 1], dtype=np.int32))
     np.testing.assert_array_equal(model.score_items([with_junk]), model.score_items([clean]))
+
+
+def test_time_gaps_between_events_are_read() -> None:
+    # Every user takes item 0, then item 1, then item 2 when item 1 came a minute after
+    # item 0 and item 3 when it came days later: only the gap tells the two apart.
+    rows = []
+    for u in range(40):
+        gap = 30 if u % 2 == 0 else 5 * 86_400
+        start = u * 10**7
+        rows += [(u, 0, start), (u, 1, start + gap), (u, 2 + u % 2, start + gap + 60)]
+    user = np.asarray([r[0] for r in rows], dtype=np.int32)
+    item = np.asarray([r[1] for r in rows], dtype=np.int32)
+    time = np.asarray([r[2] for r in rows], dtype=np.int64)
+    data = TrainingData(Interactions(user=user, item=item, timestamp=time, n_users=40, n_items=4))
+
+    def first(model: SequentialModel, gap: int) -> int:
+        times = np.asarray([0, gap], dtype=np.int64)
+        query = Query(history=np.asarray([0, 1], dtype=np.int32), history_times=times)
+        return top(model, query, 1)[0]
+
+    model = fit(data)
+    assert (first(model, 30), first(model, 5 * 86_400)) == (2, 3)
+    blind = make(UserPersonalization, replace(FAST, gaps=False)).fit(data)
+    assert isinstance(blind, SequentialModel)
+    assert first(blind, 30) == first(blind, 5 * 86_400)
 
 
 def test_empty_history_gets_popular_items() -> None:
@@ -482,7 +512,12 @@ def test_event_weights_count(data: TrainingData, model: SequentialModel) -> None
     weighted = fit(replace(data, interactions=replace(inter, weight=weight)))
     query = known(data, 0)
     assert 0 in top(model, query, 5)
-    assert weighted.score_items([query])[0][0] < model.score_items([query])[0][0]
+
+    def log_p0(m: SequentialModel) -> float:
+        logits = m.score_items([query])[0].astype(np.float64)
+        return float(logits[0] - np.logaddexp.reduce(logits))
+
+    assert log_p0(weighted) < log_p0(model)
 
 
 def segment_data(context: bool) -> TrainingData:
@@ -652,6 +687,8 @@ def test_update_continues_the_previous_model_with_new_items(data: TrainingData) 
         recipe.stop_requested = lambda: bool(polls.append(1))
         if warm:
             recipe.warm_start = WarmStart(previous, item_map)
+        else:
+            recipe.max_epochs = UPDATE_EPOCHS  # as many epochs as an update, from scratch
         model = recipe.fit(newer)
         assert isinstance(model, SequentialModel)
         return model, len(polls)

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pertinent.evaluation.split import UserSplit, split_users
-from pertinent.recipes.base import BoolArray, Model, Query, Recipe, TrainingData
+from pertinent.recipes.base import BoolArray, Model, Recipe, TrainingData
 
 __all__ = [
     "CUTOFFS",
@@ -131,7 +131,7 @@ def coverage(ranked: RankedLists, n_items: int) -> float:
 def recommend_for_split(
     model: Model, split: UserSplit, *, n: int = NUM_RESULTS, exclude_history: bool = False
 ) -> npt.NDArray[np.int64]:
-    """Each test user's top-``n`` list for ``Query(history=input)``, padded with -1.
+    """Each test user's top-``n`` list for their request (``split.query``), padded with -1.
 
     ``exclude_history`` removes the input items from the candidates. Personalize's
     metrics don't (a campaign doesn't either), so it is off by default; turn it on only
@@ -145,7 +145,7 @@ def recommend_for_split(
         history = split.history(k)
         if allowed is not None:
             allowed[history] = False
-        items = model.recommend(Query(history=history), n, allowed).items
+        items = model.recommend(split.query(k), n, allowed).items
         if allowed is not None:
             allowed[history] = True
         out[k, : items.shape[0]] = items

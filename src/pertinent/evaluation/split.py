@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from pertinent.recipes.base import IntArray, Interactions, TrainingData
+from pertinent.recipes.base import IntArray, Interactions, Query, TrainingData
 
 __all__ = ["TEST_USER_FRACTION", "UserSplit", "split_users"]
 
@@ -44,7 +44,8 @@ class UserSplit:
 
     ``history_items[history_offsets[k]:history_offsets[k+1]]`` is the input of test
     user ``test_users[k]``, oldest first; ``relevant_items`` with ``relevant_offsets``
-    likewise holds the sorted, distinct relevant items.
+    likewise holds the sorted, distinct relevant items. ``history_times`` are the
+    input's timestamps.
     """
 
     train: TrainingData
@@ -53,6 +54,7 @@ class UserSplit:
     history_items: IntArray
     relevant_offsets: npt.NDArray[np.int64]
     relevant_items: IntArray
+    history_times: npt.NDArray[np.int64]
 
     def __len__(self) -> int:
         return int(self.test_users.shape[0])
@@ -60,6 +62,14 @@ class UserSplit:
     def history(self, k: int) -> IntArray:
         """The input history of the k-th test user, oldest first."""
         return self.history_items[self.history_offsets[k] : self.history_offsets[k + 1]]
+
+    def query(self, k: int) -> Query:
+        """The k-th test user's request: their input and its times."""
+        lo, hi = self.history_offsets[k], self.history_offsets[k + 1]
+        return Query(
+            history=self.history_items[lo:hi],
+            history_times=self.history_times[lo:hi],
+        )
 
     def relevant(self, k: int) -> IntArray:
         """The distinct relevant items of the k-th test user, sorted by index."""
@@ -99,7 +109,8 @@ def split_users(data: TrainingData, *, seed: int) -> UserSplit:
     n_input = np.clip((sizes * _INPUT_NUM) // _INPUT_DEN, 1, sizes - 1)
 
     history_offsets = _offsets(n_input)
-    history_items = inter.item[_ranges(starts, n_input)].astype(np.int32)
+    history_rows = _ranges(starts, n_input)
+    history_items = inter.item[history_rows].astype(np.int32)
 
     # Newest rows of each test user, de-duplicated per user via (row, item) keys.
     newest = _ranges(starts + n_input, sizes - n_input)
@@ -116,6 +127,7 @@ def split_users(data: TrainingData, *, seed: int) -> UserSplit:
         history_items=history_items,
         relevant_offsets=relevant_offsets,
         relevant_items=relevant_items,
+        history_times=inter.timestamp[history_rows].astype(np.int64),
     )
 
 

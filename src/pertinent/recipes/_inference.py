@@ -55,9 +55,12 @@ if TYPE_CHECKING:  # torch loads only with a model: the control plane never need
 
     from pertinent.recipes.sequential import NetConfig, SequentialNet
 
-__all__ = ["ExplorationStats", "SequentialModel", "top_k"]
+__all__ = ["GAP_BUCKETS", "ExplorationStats", "SequentialModel", "gap_buckets", "top_k"]
 
 LN_EPS = 1e-5
+# Time gaps between consecutive events, in buckets: 0 where unknown (BOS, a user's first
+# event, padding, a request without times), else 1 + floor(log2(1 + seconds)), capped.
+GAP_BUCKETS = 34
 _FORMAT = "pertinent.sequential"
 _VERSION = 1
 _DAY = 86_400.0
@@ -67,6 +70,15 @@ _SPREAD_SAMPLE = 8192
 _BLOCK = 128  # items per block of ``top_k``: the fastest of 64-2048 for 100k items
 
 F32 = npt.NDArray[np.float32]
+
+
+def gap_buckets(times: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Bucket of each event's gap to the event before it (0 for the first)."""
+    out = np.zeros(times.shape[0], dtype=np.int64)
+    if times.shape[0] > 1:
+        gap = np.maximum(np.diff(times.astype(np.float64)), 0.0)
+        out[1:] = np.minimum(1 + np.floor(np.log2(1.0 + gap)).astype(np.int64), GAP_BUCKETS - 1)
+    return out
 
 
 class ExplorationStats:
@@ -143,6 +155,7 @@ class SequentialModel(Model):
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         self.bos = state["bos"]
         self.position = state["position.weight"]
+        self.gap = state.get("gap.weight")
         self.blocks = [
             {
                 name: state[f"blocks.{i}.{name}"]
@@ -201,15 +214,25 @@ class SequentialModel(Model):
 
     # --- encoding -----------------------------------------------------------------------
 
-    def _tokens(self, history: IntArray) -> npt.NDArray[np.int64]:
-        """``[BOS, known history items]``, the newest ``max_len``."""
-        h = np.asarray(history, dtype=np.int64)
+    def _tokens(self, query: Query) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """``[BOS, known history items]`` and their gap buckets, the newest ``max_len``."""
+        h = np.asarray(query.history, dtype=np.int64)
+        times = query.history_times
         # Items added after training (``with_new_items``) have no token of their own.
-        h = h[(h >= 0) & (h < self.cfg.n_items)]
+        known = (h >= 0) & (h < self.cfg.n_items)
+        h = h[known]
         tokens = np.concatenate(([self.cfg.bos], h))
-        return tokens[-self.cfg.max_len :]
+        gaps = np.zeros(tokens.shape[0], dtype=np.int64)
+        if times is not None and np.shape(times) == known.shape:
+            gaps[1:] = gap_buckets(np.asarray(times, dtype=np.int64)[known])
+        return tokens[-self.cfg.max_len :], gaps[-self.cfg.max_len :]
 
-    def _encode(self, tokens: npt.NDArray[np.int64], length: npt.NDArray[np.int64]) -> F32:
+    def _encode(
+        self,
+        tokens: npt.NDArray[np.int64],
+        length: npt.NDArray[np.int64],
+        gaps: npt.NDArray[np.int64] | None = None,
+    ) -> F32:
         """Final hidden state at the last real position of each right-padded row (B, T)."""
         import torch
         import torch.nn.functional as F
@@ -226,6 +249,8 @@ class SequentialModel(Model):
             x = x.view(b, t, d)
             x[is_bos] = self.bos
             x[is_pad] = 0.0
+            if self.gap is not None and gaps is not None:
+                x += self.gap[torch.from_numpy(gaps)]
             x += self.position[:t]
             rows = torch.arange(b)
             for i, w in enumerate(self.blocks):
@@ -273,12 +298,14 @@ class SequentialModel(Model):
 
     def query_vectors(self, queries: Sequence[Query]) -> F32:
         """The query vector of each request, (B, d)."""
-        seqs = [self._tokens(q.history) for q in queries]
-        length = np.asarray([s.shape[0] for s in seqs], dtype=np.int64)
+        seqs = [self._tokens(q) for q in queries]
+        length = np.asarray([s.shape[0] for s, _ in seqs], dtype=np.int64)
         tokens = np.full((len(seqs), int(length.max())), self.cfg.pad, dtype=np.int64)
-        for row, s in enumerate(seqs):
+        gaps = np.zeros(tokens.shape, dtype=np.int64)
+        for row, (s, g) in enumerate(seqs):
             tokens[row, : s.shape[0]] = s
-        out = self._encode(tokens, length)
+            gaps[row, : g.shape[0]] = g
+        out = self._encode(tokens, length, gaps)
         side = self._side(queries)
         return out if side is None else out + side
 

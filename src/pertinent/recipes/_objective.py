@@ -59,6 +59,13 @@ def item_boost(
     rng = np.random.default_rng(seed)
     if users.shape[0] > _SAMPLE_USERS:
         users = np.sort(rng.choice(users, _SAMPLE_USERS, replace=False))
-    queries = [Query(history=inter.item[offsets[u] : offsets[u + 1]], user=int(u)) for u in users]
+    queries = [
+        Query(
+            history=inter.item[offsets[u] : offsets[u + 1]],
+            history_times=inter.timestamp[offsets[u] : offsets[u + 1]],
+            user=int(u),
+        )
+        for u in users
+    ]
     spread = float(np.mean(np.std(logits(queries), axis=1))) if queries else 1.0
     return (weight * spread * standardised_rank(objective.values)).astype(np.float32)

@@ -17,6 +17,10 @@ negative), extended with metadata:
   "first event" preferences, i.e. popularity, shifted by user metadata and context.
   (Positions counted from the *end* of a left-padded window, as in SASRec, put BOS
   and short histories at positions training never shows them at.)
+* **Time.** Each token also carries the embedding of its gap to the event before it
+  (log2 buckets of seconds, ``_inference.gap_buckets``), so attention can tell the
+  current session from earlier ones, as the HRNN recipes do with explicit sessions
+  (LOO NDCG@10 at seed 0: generated data 0.2428 → 0.2504, Diginetica 0.0465 → 0.0486).
 * **Query vector.** ``LN(h_t) + user(u) + context(c_{t+1})``: user metadata and the
   *target* event's context (what the request carries at serving time) shift the
   prediction; logits are ``q · v_i + b_i``.
@@ -30,8 +34,11 @@ from count^0.75). The loss adds, at ``future_weight``, the mean cross-entropy of
 next ``horizon`` targets after the next one (a multi-horizon objective): a pure
 next-item model spends its whole distribution on one guess and ranks the rest of
 what the user will want arbitrarily; Personalize's metrics, and most uses, reward
-getting the next few right. Impressions (shown, not chosen at that event) join each
-row's softmax as extra, up-weighted negatives. Rows are weighted by the caller (event
+getting the next few right. (One later target instead of eight scores a little higher
+on leave-last-out, which asks for the next event only, but a user who has seen all of
+a block no longer gets that block back: ``test_known_answer`` fails.) Impressions
+(shown, not chosen at that event) join each row's softmax as extra, up-weighted
+negatives. Rows are weighted by the caller (event
 weight × recency). Early stopping watches NDCG@10 on an internal leave-last-out split
 and keeps the best epoch; items never seen in training get the bias prior of
 ``set_cold_bias``.
@@ -81,6 +88,8 @@ class NetConfig:
     context_codes: int = 0
     context_numeric: int = 0
     ffn_mult: int = 2
+    # Time-gap buckets (``_inference.gap_buckets``); 0: a model trained before gaps.
+    gap_buckets: int = 0
 
     @property
     def bos(self) -> int:
@@ -187,6 +196,10 @@ class SequentialNet(nn.Module):
         self.bos = nn.Parameter(torch.zeros(d))
         self.position = nn.Embedding(cfg.max_len, d)
         nn.init.normal_(self.position.weight, std=0.02)
+        self.gap: nn.Embedding | None = None
+        if cfg.gap_buckets:
+            self.gap = nn.Embedding(cfg.gap_buckets, d)
+            nn.init.normal_(self.gap.weight, std=0.02)
         self.blocks = nn.ModuleList(
             Block(d, cfg.heads, cfg.ffn_mult, cfg.dropout) for _ in range(cfg.layers)
         )
@@ -217,13 +230,18 @@ class SequentialNet(nn.Module):
         return vec, bias
 
     def encode(
-        self, tokens: torch.Tensor, table: torch.Tensor, local: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        table: torch.Tensor,
+        local: torch.Tensor | None = None,
+        gaps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Hidden states (B, T, d) of right-padded token windows (B, T), T ≤ max_len.
 
         ``table`` holds item vectors; ``local`` (same shape as ``tokens``) indexes the
         tokens' items in it when it holds a subset (a sampled-softmax step), else the
-        item ids index it directly.
+        item ids index it directly. ``gaps`` (same shape) are the tokens' time-gap
+        buckets.
         """
         cfg = self.cfg
         t = tokens.shape[1]
@@ -234,6 +252,8 @@ class SequentialNet(nn.Module):
         x = table[index]
         x = torch.where(is_bos[..., None], self.bos.expand_as(x), x)
         x = x.masked_fill(is_pad[..., None], 0.0)
+        if self.gap is not None and gaps is not None:
+            x = x + self.gap(gaps)
         pos = torch.arange(t, device=tokens.device)
         x = F.dropout(x + self.position(pos), self.cfg.dropout, self.training)
         for block in self.blocks:
@@ -254,22 +274,30 @@ class SequentialNet(nn.Module):
 @dataclass(frozen=True)
 class Windows:
     """Training windows: ``tokens`` (W, T) right-padded inputs, ``rows`` (W, T) the
-    interaction row each position predicts (-1 at padding), ``user`` (W,)."""
+    interaction row each position predicts (-1 at padding), ``user`` (W,), ``gaps``
+    (W, T) each input token's time-gap bucket (0 at BOS and padding)."""
 
     tokens: Int64Array
     rows: Int64Array
     user: Int64Array
     length: Int64Array  # real positions per window
+    gaps: Int64Array
 
 
 def build_windows(
-    user: Int64Array, item: Int64Array, keep: npt.NDArray[np.bool_], n_items: int, max_len: int
+    user: Int64Array,
+    item: Int64Array,
+    keep: npt.NDArray[np.bool_],
+    n_items: int,
+    max_len: int,
+    row_gap: Int64Array | None = None,
 ) -> Windows:
     """Windows over the rows ``keep`` (grouped by user, oldest first).
 
     User ``u`` with rows ``r_1..r_L`` gives pairs (input, target row): (BOS, r_1),
     (i_1, r_2), ..., (i_{L-1}, r_L). Pairs are cut into windows of ``max_len`` counted
     back from the newest, so the newest targets see the longest context, as at serving.
+    ``row_gap`` (per interaction row, its gap bucket) gives each input token its gap.
     """
     rows = np.flatnonzero(keep).astype(np.int64)
     u = user[rows]
@@ -279,6 +307,10 @@ def build_windows(
     prev_item[0] = n_items
     prev_item[1:] = item[rows[:-1]]
     prev_item[first] = n_items  # BOS
+    prev_gap = np.zeros(rows.shape[0], dtype=np.int64)
+    if row_gap is not None:
+        prev_gap[1:] = row_gap[rows[:-1]]
+        prev_gap[first] = 0
     # Position of each pair counted back from its user's newest pair.
     group_start = np.flatnonzero(first)
     counts = np.diff(np.append(group_start, rows.shape[0]))
@@ -300,10 +332,12 @@ def build_windows(
     target_rows = np.full((n_windows, max_len), -1, dtype=np.int64)
     tokens[window, slot] = prev_item
     target_rows[window, slot] = rows
+    gaps = np.zeros((n_windows, max_len), dtype=np.int64)
+    gaps[window, slot] = prev_gap
     owner = np.zeros(n_windows, dtype=np.int64)
     owner[window] = u
     length = np.bincount(window, minlength=n_windows).astype(np.int64)
-    return Windows(tokens, target_rows, owner, length)
+    return Windows(tokens, target_rows, owner, length, gaps)
 
 
 @dataclass(frozen=True)
@@ -319,6 +353,7 @@ class TrainingSet:
     items: EncodedRows | None  # per item
     popularity: Float32Array  # per item, training counts (sampling proposal)
     val_tokens: Int64Array  # (V, T) validation inputs, right-padded
+    val_gaps: Int64Array  # (V, T) their gap buckets
     val_length: Int64Array  # real tokens per validation row
     val_users: Int64Array
     val_rows: Int64Array  # the held-out interaction rows (their context, their item)
@@ -465,6 +500,7 @@ class _Step:
         valid_np = rows_np >= 0
         flat_rows = rows_np[valid_np]
         tokens = torch.from_numpy(data.windows.tokens[batch, :width]).to(device)
+        gaps = torch.from_numpy(data.windows.gaps[batch, :width]).to(device)
         rows_t = torch.from_numpy(flat_rows).to(device)
         valid = torch.from_numpy(valid_np).to(device)
         target = self.item[rows_t]
@@ -480,7 +516,7 @@ class _Step:
             vec, bias = net.item_vectors(cand)
             lookup = torch.zeros(n_items + 2, dtype=torch.int64, device=device)
             lookup[cand] = torch.arange(cand.shape[0], device=device)
-            hidden = net.encode(tokens, vec, lookup[tokens])
+            hidden = net.encode(tokens, vec, lookup[tokens], gaps)
             bias = bias - self.log_q[cand]  # log-Q correction of the sampled softmax
             label, future = (
                 lookup[target],
@@ -488,7 +524,7 @@ class _Step:
             )
         else:
             vec, bias = net.item_vectors()
-            hidden = net.encode(tokens, vec)
+            hidden = net.encode(tokens, vec, gaps=gaps)
             # Items never seen in training are no one's answer: keep them out of the softmax.
             bias = bias.masked_fill(self.cold, float("-inf"))
             label = target
@@ -590,7 +626,8 @@ def evaluate(
         stop = min(start + 512, n)
         tokens = torch.from_numpy(data.val_tokens[start:stop]).to(device)
         last = torch.from_numpy(data.val_length[start:stop] - 1).to(device)
-        q = net.encode(tokens, vec)[torch.arange(stop - start, device=device), last]
+        gaps = torch.from_numpy(data.val_gaps[start:stop]).to(device)
+        q = net.encode(tokens, vec, gaps=gaps)[torch.arange(stop - start, device=device), last]
         if users is not None:
             picked = users.take(torch.from_numpy(data.val_users[start:stop]).to(device))
             uvec = net.side(picked, net.user_meta)

@@ -42,7 +42,12 @@ import numpy.typing as npt
 from pydantic import Field, ValidationInfo, field_validator
 
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
-from pertinent.recipes._inference import ExplorationStats, SequentialModel
+from pertinent.recipes._inference import (
+    GAP_BUCKETS,
+    ExplorationStats,
+    SequentialModel,
+    gap_buckets,
+)
 from pertinent.recipes._knn import Builder, ItemKNN, choose_blend, neighbour_models
 from pertinent.recipes._objective import Objective, item_boost
 from pertinent.recipes.base import Model, Params, Recipe, RecipeType, TrainingData, WarmStart
@@ -146,6 +151,7 @@ class TrainingOptions:
     negatives: int | None = None
     horizon: int = 8
     future_weight: float = 0.5
+    gaps: bool = True  # tokens carry the time since the previous event
     knn_blend: bool = True
     knn_weight: float | None = None  # a fixed blend weight instead of the tuned one
     validation_users: int = VALIDATION_USERS
@@ -235,9 +241,10 @@ class _SequenceRecipe(Recipe):
             offsets, imp_items = inter.impressions
             impressions = (offsets.astype(np.int64), imp_items.astype(np.int64))
 
-        windows = build_windows(user, item, keep, n_items, max_len)
-        val_tokens, val_length, val_seen = _validation_inputs(
-            user, item, val_rows, n_items, max_len
+        row_gap = user_gaps(user, inter.timestamp)
+        windows = build_windows(user, item, keep, n_items, max_len, row_gap)
+        val_tokens, val_gaps, val_length, val_seen = _validation_inputs(
+            user, item, val_rows, n_items, max_len, row_gap
         )
         tset = TrainingSet(
             windows=windows,
@@ -249,6 +256,7 @@ class _SequenceRecipe(Recipe):
             items=None if encoders["item"].empty else item_rows,
             popularity=popularity,
             val_tokens=val_tokens,
+            val_gaps=val_gaps,
             val_length=val_length,
             val_users=user[val_rows],
             val_rows=val_rows,
@@ -269,6 +277,7 @@ class _SequenceRecipe(Recipe):
             user_numeric=encoders["user"].n_numeric,
             context_codes=encoders["context"].n_codes,
             context_numeric=encoders["context"].n_numeric,
+            gap_buckets=_gap_buckets(warm, opts.gaps),
         )
         negatives = opts.negatives
         if negatives is None:
@@ -441,6 +450,13 @@ def _load_warm(net: SequentialNet, warm: WarmStart) -> None:
     net.load_state_dict(new)
 
 
+def _gap_buckets(warm: WarmStart | None, wanted: bool) -> int:
+    """An update keeps the previous model's shape (one trained before gaps has none)."""
+    if warm is not None and isinstance(warm.model, SequentialModel):
+        return warm.model.cfg.gap_buckets
+    return GAP_BUCKETS if wanted else 0
+
+
 def _heads(dim: int) -> int:
     """Attention heads: as many as keep ≥ 32 dimensions each (one for odd widths)."""
     for heads in (4, 2):
@@ -506,24 +522,39 @@ def _validation_rows(
     return rows
 
 
+def user_gaps(
+    user: npt.NDArray[np.int64], timestamp: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Per row (sorted by user, time), the gap bucket to the user's previous row."""
+    out = gap_buckets(timestamp)
+    if user.shape[0]:
+        first = np.ones(user.shape[0], dtype=bool)
+        first[1:] = user[1:] != user[:-1]
+        out[first] = 0
+    return out
+
+
 def _validation_inputs(
     user: npt.NDArray[np.int64],
     item: npt.NDArray[np.int64],
     val_rows: npt.NDArray[np.int64],
     n_items: int,
     max_len: int,
+    row_gap: npt.NDArray[np.int64],
 ) -> tuple[
+    npt.NDArray[np.int64],
     npt.NDArray[np.int64],
     npt.NDArray[np.int64],
     tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
 ]:
     """Right-padded ``[BOS, history]`` windows (newest ``max_len``) of the validation rows,
-    their lengths, and their seen items (CSR; the target is never among them)."""
+    their gap buckets, their lengths, and their seen items (CSR; the target is never
+    among them)."""
     n = val_rows.shape[0]
     tokens = np.full((n, max_len), n_items + 1, dtype=np.int64)
     if n == 0:
         empty = (np.zeros(1, dtype=np.int64), np.empty(0, dtype=np.int64))
-        return tokens, np.zeros(0, dtype=np.int64), empty
+        return tokens, np.zeros_like(tokens), np.zeros(0, dtype=np.int64), empty
     starts = np.searchsorted(user, user[val_rows], side="left")
     hist_len = val_rows - starts
     length = np.minimum(hist_len + 1, max_len)  # + BOS
@@ -532,11 +563,13 @@ def _validation_inputs(
     pos = (val_rows - length)[:, None] + col
     real = col < length[:, None]
     tokens = np.where(real, item[np.clip(pos, 0, item.shape[0] - 1)], tokens)
-    tokens = np.where(real & (pos == (starts - 1)[:, None]), n_items, tokens)
+    is_bos = real & (pos == (starts - 1)[:, None])
+    tokens = np.where(is_bos, n_items, tokens)
+    gaps = np.where(real & ~is_bos, row_gap[np.clip(pos, 0, item.shape[0] - 1)], 0)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(hist_len, out=offsets[1:])
     flat = np.repeat(starts - offsets[:-1], hist_len) + np.arange(int(offsets[-1]))
-    return tokens, length.astype(np.int64), (offsets, item[flat])
+    return tokens, gaps, length.astype(np.int64), (offsets, item[flat])
 
 
 # Blend weights of the item-kNN component tried on the validation split (0: none). The
