@@ -63,11 +63,10 @@ from pertinent.recipes.base import (
     top_n,
 )
 from pertinent.recipes.user_personalization import (
-    FULL_SOFTMAX_MAX_ITEMS,
-    SAMPLED_NEGATIVES,
     TARGET_EVENTS_BUDGET,
     UserPersonalizationParams,
     _validation_rows,
+    default_negatives,
     recency_weights,
     within_percentiles,
 )
@@ -530,9 +529,7 @@ class _HrnnRecipe(Recipe):
             context_codes=encoders["context"].n_codes,
             context_numeric=encoders["context"].n_numeric,
         )
-        negatives = opts.negatives
-        if negatives is None:
-            negatives = 0 if n_items <= FULL_SOFTMAX_MAX_ITEMS else SAMPLED_NEGATIVES
+        negatives = default_negatives(n_items) if opts.negatives is None else opts.negatives
         max_epochs = opts.max_epochs
         if max_epochs is None:
             max_epochs = int(np.clip(TARGET_EVENTS_BUDGET // max(n_targets, 1), 5, 200))
