@@ -725,7 +725,7 @@ def test_epochs_are_planned_from_the_work_not_the_clock() -> None:
 
 
 def test_mid_sized_catalogues_train_with_the_full_softmax() -> None:
-    # MovieLens-latest-small's 9.7k items: sampled negatives cost a sixth of NDCG@10.
+    # MovieLens-latest-small's 9.7k items: sampled negatives cost a tenth of NDCG@10.
     assert default_negatives(9_724) == 0
     # The serving benchmark's 100k items would not fit a batch's logits: sampled.
     assert 0 < default_negatives(100_000) < 100_000
