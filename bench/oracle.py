@@ -12,7 +12,7 @@ mixed out: focused half the time, focus subcategory from the anchor-item draw). 
 whose target repeats an item of their input are not evaluated (``evaluation.loo``): this
 script found that keeping such a target rankable while removing the rest of the input
 handed it to any model that scores its input high. The ratio to the best baseline of
-bench/results/quality-up-novel/quality.json is printed and written with the figures to
+bench/results/quality-up/quality.json is printed and written with the figures to
 bench/results/oracle.json.
 
     .venv/bin/python bench/oracle.py
@@ -47,7 +47,7 @@ from pertinent.recipes.base import Interactions, Query
 
 Matrix = npt.NDArray[np.float64]
 RESULTS = Path(__file__).resolve().parent / "results"
-QUALITY = RESULTS / "quality-up-novel" / "quality.json"
+QUALITY = RESULTS / "quality-up" / "quality.json"
 
 
 def target_rows(inter: Interactions, split: LooSplit) -> npt.NDArray[np.int64]:
@@ -159,7 +159,7 @@ def main() -> None:
         ratio = m["ndcg@10"] / means[best]
         print(f"{label:46} {m['ndcg@10']:8.4f} {m['hr@10']:7.4f} {m['mrr']:7.4f} {ratio:6.3f}")
     for name in (best, "aws-user-personalization"):
-        print(f"{name + ' (quality-up-novel, 3 seeds)':46} {means[name]:8.4f}")
+        print(f"{name + ' (quality-up, 3 seeds)':46} {means[name]:8.4f}")
     oracle = figures["oracle, session state"]["ndcg@10"]
     verdict = "under" if target <= oracle else "OVER"
     print(f"1.10 x {best} = {target:.4f}: {verdict} the oracle {oracle:.4f}")
