@@ -62,6 +62,7 @@ def test_choose_blend_takes_the_best_then_refits_it_on_every_row() -> None:
         return build
 
     scores = {"a": np.array([0.1, 0.3, 0.2]), "b": np.array([0.1, 0.4, 0.4])}
+
     def ndcg_of(knn: ItemKNN) -> npt.NDArray[np.float64]:
         # Build number n made a matrix of 1 + n: it says which candidate this is.
         return scores[built[int(knn.matrix.data[0]) - 2][0]]
