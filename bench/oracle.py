@@ -7,8 +7,10 @@ it for the held-out event, knowing that event's hidden session state (session ca
 focused flag, focus subcategory) and timestamp. No model that sees only the history can
 beat that ranking in expectation, so it bounds what the recipes and baselines can reach.
 
-Rows printed: the full oracle, and one that knows only the session category (focus
-mixed out: focused half the time, focus subcategory from the anchor-item draw). Users
+Rows printed: the full oracle, one that knows only the session category (focus mixed
+out: focused half the time, focus subcategory from the anchor-item draw), and a filter
+that knows the generator but sees only the history, as a model does (``history_scores``):
+the realistic ceiling, once with the whole current session and once with its last event. Users
 whose target repeats an item of their input are not evaluated (``evaluation.loo``): this
 script found that keeping such a target rankable while removing the rest of the input
 handed it to any model that scores its input high. The ratio to the best baseline of
@@ -39,6 +41,8 @@ from pertinent.demo.generate import (
     _FOCUS_STRENGTH,
     _FOCUSED_SESSION,
     _MAX_TRIES,
+    _MEAN_SESSION_EVENTS,
+    _SESSION_IN_TASTE,
     _STAY_IN_SESSION_CATEGORY,
     Latent,
 )
@@ -48,6 +52,7 @@ from pertinent.recipes.base import Interactions, Query
 Matrix = npt.NDArray[np.float64]
 RESULTS = Path(__file__).resolve().parent / "results"
 QUALITY = RESULTS / "quality-up" / "quality.json"
+SESSION_GAP = 3600  # seconds: the generator's gaps are ~80 s inside a session, days between
 
 
 def target_rows(inter: Interactions, split: LooSplit) -> npt.NDArray[np.int64]:
@@ -120,6 +125,83 @@ def oracle_scores(latent: Latent, rows: npt.NDArray[np.int64], ts: Any) -> tuple
     return full, category_only
 
 
+def _taste(votes: Matrix, population: Matrix, explore: Matrix) -> Matrix:
+    """P(a new session's category): the user's earlier sessions' categories, smoothed by
+    the population's, or an exploring session's uniform draw."""
+    liked = (votes + population) / (votes.sum() + 1)
+    out: Matrix = _SESSION_IN_TASTE * liked + (1 - _SESSION_IN_TASTE) * explore
+    return out
+
+
+def history_scores(
+    latent: Latent,
+    items: npt.NDArray[np.int64],
+    ts: npt.NDArray[np.int64],
+    first: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    session_memory: bool = True,
+) -> Matrix:
+    """A Bayes filter over the hidden session state that sees only the history, as a
+    model does: the ceiling for a model that knows the generator's parameters but not
+    the held-out event's state.
+
+    The current session is the run of events after the last gap over ``SESSION_GAP``.
+    The next event continues it with probability ``1 - 1/_MEAN_SESSION_EVENTS``; its
+    state (category, focused, focus subcategory) has a posterior from the session's
+    events (funnel copies dropped), with the user's taste as the prior (the majority
+    category of each earlier session, smoothed by the population's session categories).
+    Otherwise a new session starts, drawn from that taste. With ``session_memory=False``
+    the posterior sees only the last event, which a model ignoring the session's earlier
+    events (and so its focus) would reach.
+    """
+    cat, sub, w = latent.item_category, latent.item_subcategory, latent.item_weight
+    n_cat, n_sub = int(cat.max()) + 1, int(sub.max()) + 1
+    sub_cat = np.zeros(n_sub, dtype=np.int64)
+    sub_cat[sub] = cat
+    anchor = np.bincount(sub, weights=w, minlength=n_sub) / np.maximum(
+        np.bincount(cat, weights=w, minlength=n_cat)[sub_cat], 1e-300
+    )
+    population = np.bincount(latent.session_category, minlength=n_cat) + 1e-9
+    population = population / population.sum()
+    explore = np.isin(np.arange(n_cat), latent.nonempty_categories)
+    explore = explore / explore.sum()
+    stay, focus, p_new = _STAY_IN_SESSION_CATEGORY, _FOCUS_STRENGTH, 1 / _MEAN_SESSION_EVENTS
+    out = np.zeros((rows.shape[0], w.shape[0]))
+    for k, (lo, hi) in enumerate(zip(first.tolist(), rows.tolist(), strict=True)):
+        hist, when = items[lo:hi], ts[lo:hi]
+        live = latent.item_created[None, :] <= when[-1]
+        p_cat, p_sub = group_draw(latent, cat, live)[0], group_draw(latent, sub, live)[0]
+        drift = (1 - stay) * p_cat / latent.nonempty_categories.shape[0]
+        in_cat = p_cat * (cat[None, :] == np.arange(n_cat)[:, None])
+        in_sub = p_sub * (sub[None, :] == np.arange(n_sub)[:, None])
+        loose = stay * in_cat + drift  # category x item
+        focused = stay * (focus * in_sub + (1 - focus) * in_cat[sub_cat]) + drift  # sub x item
+        session = np.cumsum(np.r_[True, np.diff(when) > SESSION_GAP])
+        keep = np.r_[True, hist[1:] != hist[:-1]]  # funnel copies repeat the view
+        hist, session = hist[keep], session[keep]
+        current = session == session[-1]
+        votes = np.zeros(n_cat)
+        for s in np.unique(session[~current]):
+            votes[np.argmax(np.bincount(cat[hist[session == s]], minlength=n_cat))] += 1
+        prior = _taste(votes, population, explore)
+        seen = hist[current] if session_memory else hist[-1:]
+        log_loose = np.log(prior * (1 - _FOCUSED_SESSION) + 1e-300)
+        log_loose += np.log(loose[:, seen] + 1e-300).sum(1)
+        log_focused = np.log(prior[sub_cat] * anchor * _FOCUSED_SESSION + 1e-300)
+        log_focused += np.log(focused[:, seen] + 1e-300).sum(1)
+        top = max(log_loose.max(), log_focused.max())
+        post_loose, post_focused = np.exp(log_loose - top), np.exp(log_focused - top)
+        same = (post_loose @ loose + post_focused @ focused) / (
+            post_loose.sum() + post_focused.sum()
+        )
+        votes[np.argmax(np.bincount(cat[hist[current]], minlength=n_cat))] += 1
+        fresh = _taste(votes, population, explore)
+        new = (fresh * (1 - _FOCUSED_SESSION)) @ loose
+        new += (fresh[sub_cat] * anchor * _FOCUSED_SESSION) @ focused
+        out[k] = (1 - p_new) * same + p_new * new
+    return out
+
+
 def scorer(matrix: Matrix, split: LooSplit) -> Any:
     row = {int(u): k for k, u in enumerate(split.users)}
 
@@ -147,8 +229,17 @@ def main() -> None:
     rows = target_rows(inter, test)
     check_alignment(latent, gen_item[inter.item], inter.timestamp, rows)
     full, category_only = oracle_scores(latent, rows, inter.timestamp[rows])
+    first = np.searchsorted(inter.user, inter.user[rows])
+    ts = np.asarray(inter.timestamp, dtype=np.int64)
+    history = {
+        f"history only{'' if memory else ', last event'}": history_scores(
+            latent, gen_item[inter.item], ts, first, rows, memory
+        )
+        for memory in (True, False)
+    }
     figures: dict[str, dict[str, float]] = {}
-    for name, matrix in (("session state", full), ("session category only", category_only)):
+    named = {"session state": full, "session category only": category_only, **history}
+    for name, matrix in named.items():
         figures[f"oracle, {name}"] = loo_metrics(scorer(matrix[:, gen_item], test), test, seed=0)
     means, best = reference()
     target = 1.10 * means[best]

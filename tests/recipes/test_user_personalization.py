@@ -286,7 +286,19 @@ def test_ties_across_the_cut_go_to_the_lower_index(data: TrainingData) -> None:
     assert ranked.items[n_seen:].tolist() == [COLD[0], COLD[1]]
 
 
-def test_serving_encoder_matches_the_training_module(model: SequentialModel) -> None:
+@pytest.fixture(scope="module")
+def two_block_model(data: TrainingData) -> SequentialModel:
+    trained = make(UserPersonalization, replace(FAST, layers=2, max_epochs=5)).fit(data)
+    assert isinstance(trained, SequentialModel) and trained.cfg.layers == 2
+    return trained
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_serving_encoder_matches_the_training_module(
+    blocks: int, model: SequentialModel, two_block_model: SequentialModel
+) -> None:
+    # Serving runs every block but the last in full and the last for one row: both paths.
+    model = model if blocks == 1 else two_block_model
     rng = np.random.default_rng(0)
     net = model.net.eval()
     vec = torch.tensor(model.V)
@@ -713,6 +725,17 @@ def test_update_continues_the_previous_model_with_new_items(data: TrainingData) 
     assert all(top(updated, u, ITEMS_PER_BLOCK) == block_of(u) for u in (13, 23, 31))
     scratch, _ = update(warm=False)
     assert not all(top(scratch, u, ITEMS_PER_BLOCK) == block_of(u) for u in (13, 23, 31))
+
+
+def test_depth_follows_the_data_size_and_an_update_keeps_it(
+    data: TrainingData, two_block_model: SequentialModel
+) -> None:
+    chosen = replace(FAST, layers=None, max_epochs=2)
+    assert make(UserPersonalization, chosen).fit(data).cfg.layers == 1  # type: ignore[attr-defined]
+    recipe = make(UserPersonalization, chosen)
+    recipe.warm_start = WarmStart(two_block_model, np.arange(data.n_items, dtype=np.int32))
+    updated = recipe.fit(data)
+    assert isinstance(updated, SequentialModel) and updated.cfg.layers == 2
 
 
 def test_epochs_are_planned_from_the_work_not_the_clock() -> None:
