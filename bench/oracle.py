@@ -10,12 +10,12 @@ beat that ranking in expectation, so it bounds what the recipes and baselines ca
 Rows printed: the full oracle, one that knows only the session category (focus mixed
 out: focused half the time, focus subcategory from the anchor-item draw), and a filter
 that knows the generator but sees only the history, as a model does (``history_scores``):
-the realistic ceiling, once with the whole current session and once with its last event. Users
-whose target repeats an item of their input are not evaluated (``evaluation.loo``): this
-script found that keeping such a target rankable while removing the rest of the input
-handed it to any model that scores its input high. The ratio to the best baseline of
-bench/results/quality-up/quality.json is printed and written with the figures to
-bench/results/oracle.json.
+the realistic ceiling, once with the whole current session and once with its last
+event. Users whose target repeats an item of their input are not evaluated
+(``evaluation.loo``): this script found that keeping such a target rankable while
+removing the rest of the input handed it to any model that scores its input high. The
+ratio to the best baseline of bench/results/quality-up/quality.json is printed and
+written with the figures to bench/results/oracle.json.
 
     .venv/bin/python bench/oracle.py
 
@@ -166,14 +166,17 @@ def history_scores(
     explore = np.isin(np.arange(n_cat), latent.nonempty_categories)
     explore = explore / explore.sum()
     stay, focus, p_new = _STAY_IN_SESSION_CATEGORY, _FOCUS_STRENGTH, 1 / _MEAN_SESSION_EVENTS
+    # Items live at each user's last history event (the request's time is unknown).
+    live = latent.item_created[None, :] <= ts[rows - 1][:, None]
+    draw_cat, draw_sub = group_draw(latent, cat, live), group_draw(latent, sub, live)
+    of_cat = cat[None, :] == np.arange(n_cat)[:, None]
+    of_sub = sub[None, :] == np.arange(n_sub)[:, None]
     out = np.zeros((rows.shape[0], w.shape[0]))
     for k, (lo, hi) in enumerate(zip(first.tolist(), rows.tolist(), strict=True)):
         hist, when = items[lo:hi], ts[lo:hi]
-        live = latent.item_created[None, :] <= when[-1]
-        p_cat, p_sub = group_draw(latent, cat, live)[0], group_draw(latent, sub, live)[0]
+        p_cat, p_sub = draw_cat[k], draw_sub[k]
         drift = (1 - stay) * p_cat / latent.nonempty_categories.shape[0]
-        in_cat = p_cat * (cat[None, :] == np.arange(n_cat)[:, None])
-        in_sub = p_sub * (sub[None, :] == np.arange(n_sub)[:, None])
+        in_cat, in_sub = p_cat * of_cat, p_sub * of_sub
         loose = stay * in_cat + drift  # category x item
         focused = stay * (focus * in_sub + (1 - focus) * in_cat[sub_cat]) + drift  # sub x item
         session = np.cumsum(np.r_[True, np.diff(when) > SESSION_GAP])

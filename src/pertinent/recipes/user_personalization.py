@@ -236,10 +236,13 @@ class _SequenceRecipe(Recipe):
         popularity = np.bincount(item[keep], minlength=n_items).astype(np.float32)
 
         warm = self.warm_start
+        previous: NetConfig | None = None
         if isinstance(warm, WarmStart) and isinstance(warm.model, SequentialModel):
-            # An update keeps the previous vocabularies, so every weight but the item
-            # tables carries over unchanged (new metadata values are ignored until FULL).
+            # An update keeps the previous vocabularies and network shape, so every weight
+            # but the item tables carries over unchanged (new metadata values are ignored
+            # until FULL).
             encoders = dict(warm.model.encoders)
+            previous = warm.model.cfg
         else:
             warm = None
             encoders = {
@@ -282,7 +285,7 @@ class _SequenceRecipe(Recipe):
             n_items=n_items,
             dim=dim,
             max_len=max_len,
-            layers=_layers(warm, opts.layers, n_targets),
+            layers=previous.layers if previous else opts.layers or _layers(n_targets),
             heads=_heads(dim),
             dropout=opts.dropout if opts.dropout is not None else _dropout(n_targets),
             item_codes=encoders["item"].n_codes,
@@ -291,7 +294,7 @@ class _SequenceRecipe(Recipe):
             user_numeric=encoders["user"].n_numeric,
             context_codes=encoders["context"].n_codes,
             context_numeric=encoders["context"].n_numeric,
-            gap_buckets=_gap_buckets(warm, opts.gaps),
+            gap_buckets=(previous.gap_buckets if previous else GAP_BUCKETS if opts.gaps else 0),
         )
         negatives = default_negatives(n_items) if opts.negatives is None else opts.negatives
         max_epochs = opts.max_epochs
@@ -462,13 +465,6 @@ def _load_warm(net: SequentialNet, warm: WarmStart) -> None:
     net.load_state_dict(new)
 
 
-def _gap_buckets(warm: WarmStart | None, wanted: bool) -> int:
-    """An update keeps the previous model's shape (one trained before gaps has none)."""
-    if warm is not None and isinstance(warm.model, SequentialModel):
-        return warm.model.cfg.gap_buckets
-    return GAP_BUCKETS if wanted else 0
-
-
 def _heads(dim: int) -> int:
     """Attention heads: as many as keep ≥ 32 dimensions each (one for odd widths)."""
     for heads in (4, 2):
@@ -477,15 +473,11 @@ def _heads(dim: int) -> int:
     return 1
 
 
-def _layers(warm: WarmStart | None, wanted: int | None, n_targets: int) -> int:
-    """Transformer blocks: an update keeps the previous model's; else a second block
-    overfits small data sets (LOO NDCG@10, seeds 0/1/2, two blocks → one: MovieLens-100K
-    0.1152/0.1136/0.1170 → 0.1232/0.1178/0.1204, generated 0.2504/0.2511/0.2509 →
-    0.2529/0.2486/0.2534, MovieLens-latest-small seed 0 0.0494 → 0.0608)."""
-    if warm is not None and isinstance(warm.model, SequentialModel):
-        return warm.model.cfg.layers
-    if wanted is not None:
-        return wanted
+def _layers(n_targets: int) -> int:
+    """Transformer blocks: a second one overfits small data sets (LOO NDCG@10, seeds
+    0/1/2, two blocks → one: MovieLens-100K 0.1152/0.1136/0.1170 → 0.1232/0.1178/0.1204,
+    generated 0.2504/0.2511/0.2509 → 0.2529/0.2486/0.2534, MovieLens-latest-small seed 0
+    0.0494 → 0.0608)."""
     return 1 if n_targets < SMALL_DATA_TARGETS else 2
 
 
