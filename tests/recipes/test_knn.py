@@ -1,11 +1,15 @@
-"""The blend's neighbour models: EASE weights against the closed form, and the choice."""
+"""The blend's neighbour models: EASE and iALS weights against their closed forms, and
+the choice."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from pertinent.recipes._als import ALS_ALPHA, ALS_L2, item_factors
 from pertinent.recipes._knn import EASE_L2, Builder, ItemKNN, choose_blend, neighbour_models
 
 
@@ -34,10 +38,11 @@ def test_ease_matches_the_closed_form() -> None:
         np.testing.assert_allclose(knn.scores([np.array([h])])[0], expected, atol=1e-4)
 
 
-def test_candidates_include_ease_only_for_small_catalogues() -> None:
+def test_candidates_include_ease_and_als_only_for_small_catalogues() -> None:
     user, item = _interactions()
     names = [name for name, _ in neighbour_models(user, item, 200, 40)]
-    assert names == ["cosine", *(f"ease(l2={l2:g})" for l2 in EASE_L2)]
+    eases = [f"ease(l2={l2:g})" for l2 in EASE_L2]
+    assert names == ["cosine", *eases, *(f"{name}+als" for name in eases)]
     assert [name for name, _ in neighbour_models(user, item, 200, 9_000)] == ["cosine"]
 
 
@@ -81,4 +86,68 @@ def test_choose_blend_takes_the_best_then_refits_it_on_every_row() -> None:
     assert choose_blend(candidates, fit_rows, all_rows, ndcg_of, (0.0, 0.5, 1.0), False) == (
         None,
         0.0,
+    )
+
+
+def test_als_factors_reach_the_fixed_point_of_exact_alternating_least_squares() -> None:
+    user, item = _interactions()
+    counts = sp.csr_matrix(
+        (np.ones(user.shape[0], dtype=np.float32), (user, item)), shape=(200, 40)
+    )
+    y = item_factors(counts, seed=3, factors=8, iterations=60)
+    np.testing.assert_array_equal(y, item_factors(counts, seed=3, factors=8, iterations=60))
+    assert not np.array_equal(y, item_factors(counts, seed=4, factors=8, iterations=60))
+
+    def exact(c: npt.NDArray[np.float64], other: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        """Each row's solution of min Σ_j c_j (p_j − x·o_j)² + λ|x|², c = α·count or 1."""
+        conf = np.where(c > 0, c * ALS_ALPHA, 1.0)
+        return np.stack(
+            [
+                np.linalg.solve(
+                    other.T @ (w[:, None] * other) + ALS_L2 * np.eye(8), other.T @ (w * (r > 0))
+                )
+                for r, w in zip(c, conf, strict=True)
+            ]
+        )
+
+    c = counts.toarray().astype(np.float64)
+    x = exact(c, y.astype(np.float64))
+    np.testing.assert_allclose(exact(c.T, x), y, atol=5e-3)
+
+
+def test_low_rank_weights_are_the_fold_in_and_tell_the_tastes_apart() -> None:
+    user, item = _interactions()
+    counts = sp.csr_matrix(
+        (np.ones(user.shape[0], dtype=np.float32), (user, item)), shape=(200, 40)
+    )
+    # Two tastes need two factors; more would fit this small sample's noise.
+    y = item_factors(counts, seed=0, factors=2)
+    knn = ItemKNN.low_rank(y, ALS_L2)
+    assert knn.decay == 1.0
+    fold_in = y @ np.linalg.solve(y.T @ y + ALS_L2 * np.eye(2), y.T)
+    np.fill_diagonal(fold_in, 0.0)
+    row = knn.scores([np.array([3])])[0]
+    kept = row > 0
+    # The kept weights are the fold-in's largest ones, scaled by one constant.
+    ratio = row[kept] / fold_in[3, kept]
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-3)
+    assert fold_in[3, ~kept].max(initial=-np.inf) <= fold_in[3, kept].min() + 1e-6
+    # Item 3 is of the first taste (items 0-19): its neighbours are too.
+    assert set(np.argsort(-row)[:10].tolist()) <= set(range(20))
+    assert row[:20].sum() > 100 * row[20:].sum()
+
+
+def test_the_als_candidate_sums_ease_and_the_low_rank_weights() -> None:
+    user, item = _interactions()
+    models = dict(neighbour_models(user, item, 200, 40, seed=5))
+    rows = np.arange(user.shape[0]) % 5 != 0
+    both = models["ease(l2=30)+als"](rows)
+    ease = models["ease(l2=30)"](rows)
+    counts = sp.csr_matrix(
+        (np.ones(int(rows.sum()), dtype=np.float32), (user[rows], item[rows])), shape=(200, 40)
+    )
+    low = ItemKNN.low_rank(item_factors(counts, seed=5), ALS_L2)
+    assert both.decay == 1.0
+    np.testing.assert_allclose(
+        both.matrix.toarray(), ease.matrix.toarray() + low.matrix.toarray(), atol=1e-6
     )

@@ -335,7 +335,7 @@ class _SequenceRecipe(Recipe):
                     knn = ItemKNN.fit(user, item, keep, n_users, n_items)
                     beta = opts.knn_weight
                 elif val_rows.shape[0]:
-                    models = neighbour_models(user, item, n_users, n_items)
+                    models = neighbour_models(user, item, n_users, n_items, data.seed)
                     rows = (keep, kept_user[user])
                     knn, beta = _blend(net, tset, models, rows, user, item, device, opts.log)
         net.set_item_rows(None)
