@@ -9,12 +9,12 @@ when the blend doesn't help, as on large data where the transformer knows better
 
 ``knn(history) = Σ_a decay^a · w(h_a, ·)`` over the newest ``HISTORY`` items (``a``
 steps back from the newest), each item keeping its ``NEIGHBORS`` strongest neighbours.
-Three kinds of weights ``w`` compete on validation (``choose_blend``): the cosine
-similarity on the binary user × item matrix (SIMS's blocked co-occurrence), and, for
-catalogues small enough to invert, EASE's item-item regression weights (Steck 2019) and
-iALS's fold-in as item-item weights (``_als``). The last two matter on short-session
-data such as Diginetica, where the transformer has ~4 events per user to learn from and
-most items are seen once or twice: a factorisation links items that never co-occur.
+The weights ``w`` that compete on validation (``choose_blend``): the cosine similarity
+on the binary user × item matrix (SIMS's blocked co-occurrence), and, for catalogues
+small enough to invert, EASE's item-item regression weights (Steck 2019) summed with
+iALS's fold-in as item-item weights (``_als``). The sum matters on short-session data
+such as Diginetica, where the transformer has ~4 events per user to learn from and most
+items are seen once or twice: a factorisation links items that never co-occur.
 """
 
 from __future__ import annotations
