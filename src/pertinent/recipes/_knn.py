@@ -229,39 +229,25 @@ def neighbour_models(
     if n_items > EASE_MAX_ITEMS:
         return out
 
-    # The sums reuse the EASE and ALS weights their parts already built from the same
-    # rows: an EASE inverse at 7k items takes seconds.
-    built: dict[tuple[str, bytes], ItemKNN] = {}
+    # Both sums take the ALS weights of the same rows: one fit, not one per sum.
+    low_rank: dict[bytes, ItemKNN] = {}
 
-    def once(name: str, rows: npt.NDArray[np.bool_], make: Callable[[], ItemKNN]) -> ItemKNN:
-        key = (name, hashlib.blake2b(np.packbits(rows).tobytes()).digest())
-        if key not in built:
-            built[key] = make()
-        return built[key]
-
-    def ease(l2: float) -> Builder:
-        def make(rows: npt.NDArray[np.bool_]) -> ItemKNN:
-            keys = np.unique(user[rows] * n_items + item[rows])
-            ones = np.ones(keys.shape[0], dtype=np.float32)
-            shape = (n_users, n_items)
-            return ItemKNN.ease(sp.csr_matrix((ones, (keys // n_items, keys % n_items)), shape), l2)
-
-        return lambda rows: once(f"ease {l2}", rows, lambda: make(rows))
-
-    def als(rows: npt.NDArray[np.bool_]) -> ItemKNN:
-        # Repeats raise the confidence, as implicit counts them.
-        ones = np.ones(int(rows.sum()), dtype=np.float32)
-        counts = sp.csr_matrix((ones, (user[rows], item[rows])), shape=(n_users, n_items))
-        return ItemKNN.low_rank(item_factors(counts, seed), ALS_L2)
-
-    def with_als(first: Builder) -> Builder:
+    def ease_and_als(l2: float) -> Builder:
         def build(rows: npt.NDArray[np.bool_]) -> ItemKNN:
-            low = once("als", rows, lambda: als(rows))
-            return ItemKNN((first(rows).matrix + low.matrix).tocsr(), decay=1.0)
+            # Repeats raise ALS's confidence, as implicit counts them; EASE sees 0/1.
+            ones = np.ones(int(rows.sum()), dtype=np.float32)
+            counts = sp.csr_matrix((ones, (user[rows], item[rows])), shape=(n_users, n_items))
+            key = hashlib.blake2b(np.packbits(rows).tobytes()).digest()
+            if key not in low_rank:
+                low_rank[key] = ItemKNN.low_rank(item_factors(counts, seed), ALS_L2)
+            binary = counts.copy()
+            binary.data[:] = 1.0
+            ease = ItemKNN.ease(binary, l2)
+            return ItemKNN((ease.matrix + low_rank[key].matrix).tocsr(), decay=1.0)
 
         return build
 
-    return out + [(f"ease(l2={l2:g})+als", with_als(ease(l2))) for l2 in EASE_L2]
+    return out + [(f"ease(l2={l2:g})+als", ease_and_als(l2)) for l2 in EASE_L2]
 
 
 def choose_blend(
