@@ -31,7 +31,6 @@ best NDCG@10 on the internal leave-last-out split.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +43,7 @@ from torch import nn
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._knn import Builder, ItemKNN, choose_blend
+from pertinent.recipes._stopping import Patience, popularity_ndcg
 from pertinent.recipes.base import TrainingData
 from pertinent.recipes.hrnn import SESSION_GAP, _steps
 from pertinent.recipes.sequential import BagEmbedder, TorchRows, Windows, _future
@@ -290,7 +290,11 @@ def train(
     optim = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     w = data.windows
     has_val = data.val_tokens.shape[0] > 0
-    best, best_state, bad = -math.inf, _snapshot(net), 0
+    best_state = _snapshot(net)
+    floor = popularity_ndcg(data.popularity, data.val_target, data.val_seen)
+    patience = Patience(cfg.patience, floor)
+    if log is not None:
+        log(f"popularity val ndcg@10 {floor:.4f} (patience counts above it)")
     curve: list[float] = []
     for epoch in range(cfg.max_epochs):
         if stop():
@@ -361,12 +365,11 @@ def train(
         curve.append(score)
         if log is not None:
             log(f"epoch {epoch + 1}: loss {total / max(count, 1):.4f} val ndcg@10 {score:.4f}")
-        if score > best or not has_val:
-            best, best_state, bad = score, _snapshot(net), 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
+        improved, give_up = patience.update(score)
+        if improved or not has_val:
+            best_state = _snapshot(net)
+        if give_up:
+            break
     net.load_state_dict(best_state)
     _set_cold_bias(net)
     return curve

@@ -59,6 +59,7 @@ from torch import nn
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._inference import LN_EPS
+from pertinent.recipes._stopping import Patience, popularity_ndcg
 
 __all__ = ["NetConfig", "SequentialNet", "TrainConfig", "TrainingSet", "Windows", "train"]
 
@@ -414,7 +415,11 @@ def train(
         foreach=True,
     )
     has_val = data.val_tokens.shape[0] > 0
-    best, best_state, bad = -math.inf, _snapshot(net), 0
+    best_state = _snapshot(net)
+    floor = popularity_ndcg(data.popularity, data.val_target, data.val_seen)
+    patience = Patience(cfg.patience, floor)
+    if log is not None:
+        log(f"popularity val ndcg@10 {floor:.4f} (patience counts above it)")
     curve: list[float] = []
     for epoch in range(cfg.max_epochs):
         if stop():
@@ -439,12 +444,11 @@ def train(
         curve.append(score)
         if log is not None:
             log(f"epoch {epoch + 1}: loss {total / max(count, 1):.4f} val ndcg@10 {score:.4f}")
-        if score > best or not has_val:
-            best, best_state, bad = score, _snapshot(net), 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                break
+        improved, give_up = patience.update(score)
+        if improved or not has_val:
+            best_state = _snapshot(net)
+        if give_up:
+            break
         if stopped:
             break
     net.load_state_dict(best_state)

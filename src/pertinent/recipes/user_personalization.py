@@ -29,7 +29,8 @@ Impressions are hard negatives in training and lower an item's exploration bonus
 Validation. ``fit`` holds out the newest event of up to ``VALIDATION_USERS`` random
 users (with ≥ 3 events), trains on the rest, and keeps the epoch with the best NDCG@10
 on them (full catalogue ranked, their other items removed, as ``evaluation.loo``):
-that is early stopping, and the held-out events are ≤ 2 % of a typical data set.
+that is early stopping (its patience counts only once the network beats ranking by
+popularity there: ``_stopping``), and the held-out events are ≤ 2 % of a typical data set.
 """
 
 from __future__ import annotations
