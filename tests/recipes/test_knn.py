@@ -10,7 +10,14 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from pertinent.recipes._als import ALS_ALPHA, ALS_L2, item_factors
-from pertinent.recipes._knn import EASE_L2, Builder, ItemKNN, choose_blend, neighbour_models
+from pertinent.recipes._knn import (
+    EASE_L2,
+    Builder,
+    ItemKNN,
+    choose_blend,
+    neighbour_models,
+    smoothed,
+)
 
 
 def _interactions(seed: int = 0) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -65,7 +72,13 @@ def test_choose_blend_takes_the_best_then_refits_it_on_every_row() -> None:
 
         return build
 
-    scores = {"a": np.array([0.1, 0.3, 0.2]), "b": np.array([0.1, 0.4, 0.4])}
+    # "a" peaks on one weight; "b" holds a plateau that wins once each point is averaged
+    # with its neighbours (a: 0.233 at 1.0; b: 0.333 at 1.0 and 2.0, the smaller kept).
+    scores = {
+        "a": np.array([0.1, 0.1, 0.5, 0.1, 0.1]),
+        "b": np.array([0.1, 0.3, 0.35, 0.35, 0.3]),
+    }
+    weights = (0.0, 0.5, 1.0, 2.0, 4.0)
 
     def ndcg_of(knn: ItemKNN) -> npt.NDArray[np.float64]:
         # Build number n made a matrix of 1 + n: it says which candidate this is.
@@ -73,19 +86,23 @@ def test_choose_blend_takes_the_best_then_refits_it_on_every_row() -> None:
 
     fit_rows, all_rows = np.array([True, False, True]), np.ones(3, dtype=bool)
     candidates = [("a", builder("a")), ("b", builder("b"))]
-    knn, beta = choose_blend(candidates, fit_rows, all_rows, ndcg_of, (0.0, 0.5, 1.0), False)
-    assert beta == 0.5 and knn is not None
+    knn, beta = choose_blend(candidates, fit_rows, all_rows, ndcg_of, weights, False)
+    assert beta == 1.0 and knn is not None
     assert built == [("a", 2), ("b", 2), ("b", 3)]  # the winner, rebuilt on every row
     # Ties go to the earlier candidate; no gain over weight 0 means no blend.
     scores["b"] = scores["a"]
     built.clear()
-    choose_blend(candidates, fit_rows, all_rows, ndcg_of, (0.0, 0.5, 1.0), False)
+    choose_blend(candidates, fit_rows, all_rows, ndcg_of, weights, False)
     assert built[-1] == ("a", 3)
-    scores["a"] = scores["b"] = np.array([0.3, 0.2, 0.1])
-    assert choose_blend(candidates, fit_rows, all_rows, ndcg_of, (0.0, 0.5, 1.0), False) == (
-        None,
-        0.0,
+    scores["a"] = scores["b"] = np.array([0.3, 0.2, 0.1, 0.1, 0.1])
+    assert choose_blend(candidates, fit_rows, all_rows, ndcg_of, weights, False) == (None, 0.0)
+
+
+def test_smoothing_averages_each_weight_with_its_neighbours() -> None:
+    np.testing.assert_allclose(
+        smoothed(np.array([0.3, 0.0, 0.6, 0.3])), [0.2, 0.3, 0.3, 0.4], rtol=1e-12
     )
+    np.testing.assert_allclose(smoothed(np.array([0.5])), [0.5])
 
 
 def test_als_factors_reach_the_fixed_point_of_exact_alternating_least_squares() -> None:
