@@ -46,21 +46,28 @@ def item_factors(
     confidence.sum_duplicates()
     confidence.data *= np.float32(alpha)
     transposed = confidence.T.tocsr()
+    # Each non-zero's row, per orientation: the same for all 2 × iterations half-steps.
+    by_user, by_item = _owners(confidence), _owners(transposed)
     users = (rng.standard_normal((confidence.shape[0], factors)) * 0.01).astype(np.float32)
     items = (rng.standard_normal((confidence.shape[1], factors)) * 0.01).astype(np.float32)
     for _ in range(iterations):
-        users = _half_step(confidence, users, items, l2)
-        items = _half_step(transposed, items, users, l2)
+        users = _half_step(confidence, by_user, users, items, l2)
+        items = _half_step(transposed, by_item, items, users, l2)
     return items
 
 
-def _half_step(confidence: sp.csr_matrix, x: F32, y: F32, l2: float) -> F32:
+def _owners(matrix: sp.csr_matrix) -> npt.NDArray[np.int64]:
+    return np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+
+
+def _half_step(
+    confidence: sp.csr_matrix, owner: npt.NDArray[np.int64], x: F32, y: F32, l2: float
+) -> F32:
     """``x`` moved CG_STEPS conjugate-gradient steps towards the solution of, per row u,
-    ``(YᵀY + Yᵀ(C_u − I)Y + λI) x_u = Yᵀ C_u p_u``."""
+    ``(YᵀY + Yᵀ(C_u − I)Y + λI) x_u = Yᵀ C_u p_u`` (``owner``: each non-zero's row)."""
     f = y.shape[1]
     gram = y.T @ y + np.float32(l2) * np.eye(f, dtype=np.float32)
     indptr, indices = confidence.indptr, confidence.indices
-    owner = np.repeat(np.arange(confidence.shape[0]), np.diff(indptr))
     observed = y[indices]  # (nnz, f)
     excess = confidence.data - np.float32(1.0)
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._knn import Builder, ItemKNN, choose_blend
-from pertinent.recipes._stopping import Patience, popularity_ndcg
+from pertinent.recipes._stopping import Patience
 from pertinent.recipes.base import TrainingData
 from pertinent.recipes.hrnn import SESSION_GAP, _steps
 from pertinent.recipes.sequential import BagEmbedder, TorchRows, Windows, _future
@@ -291,10 +291,9 @@ def train(
     w = data.windows
     has_val = data.val_tokens.shape[0] > 0
     best_state = _snapshot(net)
-    floor = popularity_ndcg(data.popularity, data.val_target, data.val_seen)
-    patience = Patience(cfg.patience, floor)
-    if log is not None:
-        log(f"popularity val ndcg@10 {floor:.4f} (patience counts above it)")
+    patience = Patience.above_popularity(
+        cfg.patience, data.popularity, data.val_target, data.val_seen, log
+    )
     curve: list[float] = []
     for epoch in range(cfg.max_epochs):
         if stop():

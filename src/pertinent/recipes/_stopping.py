@@ -12,6 +12,8 @@ to its epoch cap (and the recipe's time cap).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -52,6 +54,21 @@ class Patience:
         self.floor = floor
         self.best = -np.inf
         self.bad = 0
+
+    @classmethod
+    def above_popularity(
+        cls,
+        patience: int,
+        popularity: npt.NDArray[np.float32],
+        target: npt.NDArray[np.int64],
+        seen: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+        log: Callable[[str], None] | None,
+    ) -> Patience:
+        """Patience whose floor is ``popularity_ndcg`` of these validation rows."""
+        floor = popularity_ndcg(popularity, target, seen)
+        if log is not None:
+            log(f"popularity val ndcg@10 {floor:.4f} (patience counts above it)")
+        return cls(patience, floor)
 
     def update(self, score: float) -> tuple[bool, bool]:
         if score > self.best:

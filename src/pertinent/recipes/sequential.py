@@ -59,7 +59,7 @@ from torch import nn
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._inference import LN_EPS
-from pertinent.recipes._stopping import Patience, popularity_ndcg
+from pertinent.recipes._stopping import Patience
 
 __all__ = ["NetConfig", "SequentialNet", "TrainConfig", "TrainingSet", "Windows", "train"]
 
@@ -416,10 +416,9 @@ def train(
     )
     has_val = data.val_tokens.shape[0] > 0
     best_state = _snapshot(net)
-    floor = popularity_ndcg(data.popularity, data.val_target, data.val_seen)
-    patience = Patience(cfg.patience, floor)
-    if log is not None:
-        log(f"popularity val ndcg@10 {floor:.4f} (patience counts above it)")
+    patience = Patience.above_popularity(
+        cfg.patience, data.popularity, data.val_target, data.val_seen, log
+    )
     curve: list[float] = []
     for epoch in range(cfg.max_epochs):
         if stop():
