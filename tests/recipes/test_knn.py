@@ -12,6 +12,10 @@ import scipy.sparse as sp
 from pertinent.recipes._als import ALS_ALPHA, ALS_L2, item_factors
 from pertinent.recipes._knn import (
     EASE_L2,
+    NEIGHBORS,
+    TRANSITION_BACK,
+    TRANSITION_DECAY,
+    TRANSITION_WEIGHT,
     Builder,
     ItemKNN,
     choose_blend,
@@ -169,3 +173,71 @@ def test_the_als_candidate_sums_ease_and_the_low_rank_weights() -> None:
     np.testing.assert_allclose(
         both.matrix.toarray(), ease.matrix.toarray() + low.matrix.toarray(), atol=1e-6
     )
+
+
+def test_transitions_count_what_follows_within_each_users_sequence() -> None:
+    # User 0: 0 -> 1 -> 2; user 1: 0 -> 1 -> 3, whose last row is held out; user 2: 4 -> 0.
+    user = np.array([0, 0, 0, 1, 1, 1, 2, 2], dtype=np.int64)
+    item = np.array([0, 1, 2, 0, 1, 3, 4, 0], dtype=np.int64)
+    rows = np.array([True] * 5 + [False, True, True])
+    knn = ItemKNN.transitions(user, item, rows, 5)
+    back = TRANSITION_BACK
+    raw = np.zeros((5, 5))
+    raw[0, 1] = 2.0  # twice right after (gap 1)
+    raw[0, 2] = 1 / 2  # two steps after (gap 2)
+    raw[1, 2] = 1.0
+    raw[1, 0] = 2 * back  # reversed pairs count ``back`` of the forward weight
+    raw[2, 1] = back
+    raw[2, 0] = back / 2
+    raw[4, 0] = 1.0  # user 2's pair; no pair crosses users, none reaches item 3
+    raw[0, 4] = back
+    strongest = np.mean([2.0, 2 * back, back, 1.0])  # rows 0, 1, 2, 4 (row 3 is empty)
+    np.testing.assert_allclose(knn.matrix.toarray(), raw / strongest, rtol=1e-6)
+    assert knn.decay == TRANSITION_DECAY
+
+
+def test_transitions_keep_each_items_strongest_neighbours() -> None:
+    # Users 0..149 each view item 0 then item 1 + u; items 1..50 follow it twice.
+    followers = np.concatenate([np.arange(1, 151), np.arange(1, 51)])
+    user = np.repeat(np.arange(followers.shape[0]), 2).astype(np.int64)
+    item = np.stack([np.zeros_like(followers), followers], axis=1).ravel().astype(np.int64)
+    knn = ItemKNN.transitions(user, item, np.ones(user.shape[0], dtype=bool), 151)
+    row = knn.matrix[0].toarray()[0]
+    assert np.count_nonzero(row) == NEIGHBORS == 100
+    assert np.all(row[1:51] == row.max())  # the twice-followed all kept, and strongest
+    # Row maxima before the cut: item 0's 2, then 2 x back (items 1-50) and back (51-150).
+    strongest = (2.0 + 50 * 2 * TRANSITION_BACK + 100 * TRANSITION_BACK) / 151
+    np.testing.assert_allclose(row.max(), 2.0 / strongest, rtol=1e-6)
+
+
+def test_parts_add_up_each_with_its_decay_and_survive_a_save() -> None:
+    rng = np.random.default_rng(3)
+    first = sp.random(30, 30, density=0.2, random_state=1, format="csr", dtype=np.float32)
+    second = sp.random(30, 30, density=0.2, random_state=2, format="csr", dtype=np.float32)
+    a, b = ItemKNN(first, decay=0.8), ItemKNN(second, decay=0.3)
+    both = a.plus(b, 0.5)
+    histories = [rng.integers(0, 30, n) for n in (0, 1, 4, 14)]
+    expected = a.scores(histories) + 0.5 * b.scores(histories)
+    np.testing.assert_allclose(both.scores(histories), expected, rtol=1e-5, atol=1e-6)
+    # By hand for one history: the newest item counts decay^0, the one before decay^1.
+    by_hand = first[7].toarray()[0] + 0.8 * first[2].toarray()[0]
+    by_hand += 0.5 * (second[7].toarray()[0] + 0.3 * second[2].toarray()[0])
+    np.testing.assert_allclose(both.scores([np.array([2, 7])])[0], by_hand, rtol=1e-5)
+    # The serving path's sparse terms sum to the same block.
+    flat, values = both.contributions(histories, 2.0, 30)
+    block = np.bincount(flat, weights=values, minlength=len(histories) * 30).reshape(-1, 30)
+    np.testing.assert_allclose(block, 2.0 * expected, rtol=1e-5, atol=1e-6)
+    again = ItemKNN.from_arrays(both.arrays(), 30)
+    np.testing.assert_allclose(again.scores(histories), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_every_candidate_adds_the_transitions_unless_told_not_to() -> None:
+    user, item = _interactions()
+    rows = np.ones(user.shape[0], dtype=bool)
+    follow = ItemKNN.transitions(user, item, rows, 40)
+    histories = [np.array([3, 5, 7]), np.array([30])]
+    plain = dict(neighbour_models(user, item, 200, 40, transitions=False))
+    for name, build in neighbour_models(user, item, 200, 40):
+        expected = plain[name](rows).scores(histories)
+        expected += TRANSITION_WEIGHT * follow.scores(histories)
+        np.testing.assert_allclose(build(rows).scores(histories), expected, rtol=1e-5, atol=1e-6)

@@ -48,18 +48,35 @@ DECAY = 0.8
 # EASE needs a dense n x n inverse: at 8k items that is 256 MB and a few seconds.
 EASE_MAX_ITEMS = 8_192
 EASE_L2 = (30.0, 300.0)  # the ridge strengths tried (Diginetica's tuned EASE: 200)
+# Transitions (``ItemKNN.transitions``): pairs up to this many steps apart count 1/gap
+# forwards and BACK/gap backwards; a history's items count DECAY^age; the part joins
+# each candidate at WEIGHT (the candidates' weights are scaled alike, so 0.5 = half).
+TRANSITION_GAP = 3
+TRANSITION_BACK = 0.5
+TRANSITION_DECAY = 0.5
+TRANSITION_WEIGHT = 0.5
 
 F32 = npt.NDArray[np.float32]
 
 
 class ItemKNN:
-    """Top-``NEIGHBORS`` cosine neighbours of every item, as a CSR matrix."""
+    """Item-item weights (each item's top ``NEIGHBORS``, a CSR matrix) applied to a
+    history's newest ``HISTORY`` items at ``decay`` per step back, and any further
+    ``parts`` (``plus``), each with its own matrix and decay, whose scores add up."""
 
     def __init__(self, matrix: sp.csr_matrix, decay: float = DECAY) -> None:
         self.matrix = matrix.astype(np.float32).tocsr()
         self.n_items = int(matrix.shape[0])
         self.decay = decay
-        self._decay = np.float32(decay) ** np.arange(HISTORY, dtype=np.float32)
+        self.parts: tuple[tuple[sp.csr_matrix, F32], ...] = ((self.matrix, _decays(decay)),)
+        self._decays: tuple[float, ...] = (decay,)
+
+    def plus(self, other: ItemKNN, weight: float) -> ItemKNN:
+        """These weights and ``weight ×`` the other's, each part keeping its decay."""
+        out = ItemKNN(self.matrix, self.decay)
+        out.parts = self.parts + tuple((m * np.float32(weight), d) for m, d in other.parts)
+        out._decays = self._decays + other._decays
+        return out
 
     @classmethod
     def fit(
@@ -119,22 +136,49 @@ class ItemKNN:
         # A fold-in sums its history: the newest items count alike.
         return cls(_strongest(factors @ projected), decay=1.0)
 
+    @classmethod
+    def transitions(
+        cls,
+        user: npt.NDArray[np.int64],
+        item: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.bool_],
+        n_items: int,
+    ) -> ItemKNN:
+        """What follows an item in the users' own sequences (``user`` sorted, each user's
+        rows in time order): the sequential rules of Ludewig & Jannach (2018), pairs
+        ``TRANSITION_GAP`` steps apart or closer weighted 1/gap, and the reverse order at
+        ``TRANSITION_BACK`` of that, each item keeping its ``NEIGHBORS`` strongest.
+        Co-occurrence (cosine, EASE, iALS) ignores order; the next event depends most on
+        the newest one, hence the steep ``TRANSITION_DECAY``."""
+        u, i = user[rows], item[rows]
+        src: list[npt.NDArray[np.int64]] = []
+        dst: list[npt.NDArray[np.int64]] = []
+        val: list[F32] = []
+        for gap in range(1, TRANSITION_GAP + 1):
+            at = np.flatnonzero(u[gap:] == u[:-gap])
+            a, b = i[at], i[at + gap]
+            src += [a, b]
+            dst += [b, a]
+            val += [np.full(at.shape[0], 1.0 / gap, np.float32)]
+            val += [np.full(at.shape[0], TRANSITION_BACK / gap, np.float32)]
+        shape = (n_items, n_items)
+        if not src:
+            return cls(sp.csr_matrix(shape, dtype=np.float32), decay=TRANSITION_DECAY)
+        m = sp.csr_matrix((np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape)
+        return cls(_strongest_sparse(m), decay=TRANSITION_DECAY)
+
     def scores(self, histories: Sequence[npt.NDArray[Any]]) -> F32:
         """(len(histories), n_items) kNN scores of each history (items outside ignored)."""
-        rows: list[npt.NDArray[np.int64]] = []
-        cols: list[npt.NDArray[np.int64]] = []
-        vals: list[F32] = []
-        for r, history in enumerate(histories):
-            h = np.asarray(history, dtype=np.int64)
-            h = h[(h >= 0) & (h < self.n_items)][-HISTORY:][::-1]  # newest first
-            rows.append(np.full(h.shape[0], r, dtype=np.int64))
-            cols.append(h)
-            vals.append(self._decay[: h.shape[0]])
-        weights = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(len(histories), self.n_items),
-        )  # duplicates (repeats) add up
-        out: F32 = np.asarray((weights @ self.matrix).toarray(), dtype=np.float32)
+        heads = [_newest(history, self.n_items) for history in histories]
+        rows = np.repeat(np.arange(len(heads)), [h.shape[0] for h in heads])
+        cols = np.concatenate(heads) if heads else np.empty(0, dtype=np.int64)
+        age = np.concatenate([np.arange(h.shape[0]) for h in heads]) if heads else cols
+        out: F32 = np.zeros((len(heads), self.n_items), dtype=np.float32)
+        for matrix, decay in self.parts:
+            weights = sp.csr_matrix(
+                (decay[age], (rows, cols)), shape=(len(heads), self.n_items)
+            )  # duplicates (repeats) add up
+            out += np.asarray((weights @ matrix).toarray(), dtype=np.float32)
         return out
 
     def contributions(
@@ -142,46 +186,67 @@ class ItemKNN:
     ) -> tuple[npt.NDArray[np.int64], F32]:
         """``weight · scores(histories)`` as its non-zero terms: positions
         ``row · width + item`` in a flattened (len(histories), width) block, and values
-        (repeats to be summed). A request touches at most ``HISTORY × NEIGHBORS`` items,
-        far fewer than a catalogue-wide row."""
-        m = self.matrix
-        owners: list[npt.NDArray[np.int64]] = []
-        heads: list[npt.NDArray[np.int64]] = []
-        for r, history in enumerate(histories):
-            h = np.asarray(history, dtype=np.int64)
-            h = h[(h >= 0) & (h < self.n_items)][-HISTORY:][::-1]  # newest first
-            heads.append(h)
-            owners.append(np.full(h.shape[0], r, dtype=np.int64))
+        (repeats to be summed). A request touches at most ``HISTORY × NEIGHBORS`` items
+        per part, far fewer than a catalogue-wide row."""
+        heads = [_newest(history, self.n_items) for history in histories]
         h = np.concatenate(heads) if heads else np.empty(0, dtype=np.int64)
         if h.shape[0] == 0 or weight == 0.0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         age = np.concatenate([np.arange(x.shape[0]) for x in heads])
-        starts, ends = m.indptr[h], m.indptr[h + 1]
-        lengths = ends - starts
-        take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        scale = np.repeat(self._decay[age] * np.float32(weight), lengths)
-        flat = np.repeat(np.concatenate(owners) * width, lengths) + m.indices[take]
-        values: F32 = m.data[take] * scale
-        return flat, values
+        owners = np.repeat(
+            np.arange(len(heads), dtype=np.int64) * width, [x.shape[0] for x in heads]
+        )
+        flats: list[npt.NDArray[np.int64]] = []
+        values: list[F32] = []
+        for m, decay in self.parts:
+            starts, ends = m.indptr[h], m.indptr[h + 1]
+            lengths = ends - starts
+            take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
+                lengths.sum()
+            )
+            flats.append(np.repeat(owners, lengths) + m.indices[take])
+            values.append(m.data[take] * np.repeat(decay[age] * np.float32(weight), lengths))
+        return np.concatenate(flats), np.concatenate(values)
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
-        m = self.matrix
-        return {
-            "knn_indptr": m.indptr,
-            "knn_indices": m.indices,
-            "knn_data": m.data,
-            "knn_decay": np.asarray([self.decay], dtype=np.float64),
-        }
+        out: dict[str, npt.NDArray[Any]] = {}
+        for k, ((m, _), decay) in enumerate(zip(self.parts, self._decays, strict=True)):
+            key = "knn" if k == 0 else f"knn{k}"
+            out[f"{key}_indptr"] = m.indptr
+            out[f"{key}_indices"] = m.indices
+            out[f"{key}_data"] = m.data
+            out[f"{key}_decay"] = np.asarray([decay], dtype=np.float64)
+        return out
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], n_items: int) -> ItemKNN:
-        matrix = sp.csr_matrix(
-            (arrays["knn_data"], arrays["knn_indices"], arrays["knn_indptr"]),
-            shape=(n_items, n_items),
-        )
+        def part(key: str, default_decay: float) -> ItemKNN:
+            matrix = sp.csr_matrix(
+                (arrays[f"{key}_data"], arrays[f"{key}_indices"], arrays[f"{key}_indptr"]),
+                shape=(n_items, n_items),
+            )
+            decay = f"{key}_decay"
+            return cls(matrix, float(arrays[decay][0]) if decay in arrays else default_decay)
+
         # Models saved before the decay was stored used the default.
-        decay = float(arrays["knn_decay"][0]) if "knn_decay" in arrays else DECAY
-        return cls(matrix, decay=decay)
+        out = part("knn", DECAY)
+        k = 1
+        while f"knn{k}_indptr" in arrays:
+            out = out.plus(part(f"knn{k}", DECAY), 1.0)
+            k += 1
+        return out
+
+
+def _decays(decay: float) -> F32:
+    out: F32 = np.float32(decay) ** np.arange(HISTORY, dtype=np.float32)
+    return out
+
+
+def _newest(history: npt.NDArray[Any], n_items: int) -> npt.NDArray[np.int64]:
+    """The newest ``HISTORY`` known items of a history, newest first."""
+    h = np.asarray(history, dtype=np.int64)
+    out: npt.NDArray[np.int64] = h[(h >= 0) & (h < n_items)][-HISTORY:][::-1]
+    return out
 
 
 def _strongest(weights: F32) -> sp.csr_matrix:
@@ -202,6 +267,25 @@ def _strongest(weights: F32) -> sp.csr_matrix:
     return sp.csr_matrix((values[keep], (rows[keep], top[keep])), shape=(n, n))
 
 
+def _strongest_sparse(m: sp.csr_matrix) -> sp.csr_matrix:
+    """``_strongest`` for a sparse matrix (duplicates summed): each row's ``NEIGHBORS``
+    largest positive off-diagonal entries, scaled so the mean strongest weight of the
+    non-empty rows is 1."""
+    m = m.tocsr()
+    m.sum_duplicates()
+    n = int(m.shape[0])
+    row = np.repeat(np.arange(n), np.diff(m.indptr))
+    keep = (m.data > 0) & (m.indices != row)
+    row, col, data = row[keep], m.indices[keep], m.data[keep]
+    order = np.lexsort((-data, row))  # by row, strongest first
+    row, col, data = row[order], col[order], data[order]
+    first = np.searchsorted(row, np.arange(n))
+    strongest = data[first[np.unique(row)]].mean() if data.shape[0] else 1.0
+    top = np.arange(row.shape[0]) - first[row] < NEIGHBORS
+    row, col, data = row[top], col[top], data[top]
+    return sp.csr_matrix((data / np.float32(strongest), (row, col)), shape=m.shape)
+
+
 Builder = Callable[[npt.NDArray[np.bool_]], ItemKNN]
 
 
@@ -211,6 +295,7 @@ def neighbour_models(
     n_users: int,
     n_items: int,
     seed: int = 0,
+    transitions: bool = True,
 ) -> list[tuple[str, Builder]]:
     """The blend's candidates, named, each built from a mask of interaction rows: cosine
     kNN, and, when the catalogue is at most ``EASE_MAX_ITEMS``, EASE at each of
@@ -224,28 +309,41 @@ def neighbour_models(
     test): two second opinions that err differently. EASE alone was never chosen on the
     other data sets."""
 
+    # Fits shared by several candidates, keyed by the row mask they are built from.
+    memo: dict[tuple[str, bytes], ItemKNN] = {}
+
+    def shared(kind: str, rows: npt.NDArray[np.bool_], fit: Callable[[], ItemKNN]) -> ItemKNN:
+        key = (kind, hashlib.blake2b(np.packbits(rows).tobytes()).digest())
+        if key not in memo:
+            memo[key] = fit()
+        return memo[key]
+
+    def ordered(knn: ItemKNN, rows: npt.NDArray[np.bool_]) -> ItemKNN:
+        if not transitions:
+            return knn
+        follow = shared("follow", rows, lambda: ItemKNN.transitions(user, item, rows, n_items))
+        return knn.plus(follow, TRANSITION_WEIGHT)
+
     def cosine(rows: npt.NDArray[np.bool_]) -> ItemKNN:
-        return ItemKNN.fit(user, item, rows, n_users, n_items)
+        return ordered(ItemKNN.fit(user, item, rows, n_users, n_items), rows)
 
     out: list[tuple[str, Builder]] = [("cosine", cosine)]
     if n_items > EASE_MAX_ITEMS:
         return out
-
-    # Both sums take the ALS weights of the same rows: one fit, not one per sum.
-    low_rank: dict[bytes, ItemKNN] = {}
 
     def ease_and_als(l2: float) -> Builder:
         def build(rows: npt.NDArray[np.bool_]) -> ItemKNN:
             # Repeats raise ALS's confidence, as implicit counts them; EASE sees 0/1.
             ones = np.ones(int(rows.sum()), dtype=np.float32)
             counts = sp.csr_matrix((ones, (user[rows], item[rows])), shape=(n_users, n_items))
-            key = hashlib.blake2b(np.packbits(rows).tobytes()).digest()
-            if key not in low_rank:
-                low_rank[key] = ItemKNN.low_rank(item_factors(counts, seed), ALS_L2)
+            # Every sum takes the ALS weights of the same rows: one fit, not one per sum.
+            low_rank = shared(
+                "als", rows, lambda: ItemKNN.low_rank(item_factors(counts, seed), ALS_L2)
+            )
             binary = counts.copy()
             binary.data[:] = 1.0
             ease = ItemKNN.ease(binary, l2)
-            return ItemKNN((ease.matrix + low_rank[key].matrix).tocsr(), decay=1.0)
+            return ordered(ItemKNN((ease.matrix + low_rank.matrix).tocsr(), decay=1.0), rows)
 
         return build
 

@@ -115,6 +115,7 @@ class HrnnOptions:
     horizon: int = 8
     future_weight: float = 0.5
     knn_blend: bool = True
+    transitions: bool = True  # the blend's candidates add what follows the newest items
     validation_users: int = 2_000
     device: str | None = None
     threads: int | None = None
@@ -554,7 +555,7 @@ class _HrnnRecipe(Recipe):
                 log = print if opts.log else None
                 rec.train(net, tset, train_cfg, device, stop, log)
             if opts.knn_blend and n_targets and val_rows.shape[0] and not self.stop_requested():
-                models = neighbour_models(user, item, n_users, n_items, data.seed)
+                models = neighbour_models(user, item, n_users, n_items, data.seed, opts.transitions)
                 starts = np.searchsorted(user, user[val_rows], side="left")
                 hist = [item[a:b] for a, b in zip(starts.tolist(), val_rows.tolist(), strict=True)]
                 rows = (keep, kept_user[user])

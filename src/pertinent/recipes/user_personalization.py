@@ -169,6 +169,7 @@ class TrainingOptions:
     gaps: bool = True  # tokens carry the time since the previous event
     knn_blend: bool = True
     knn_weight: float | None = None  # a fixed blend weight instead of the tuned one
+    transitions: bool = True  # the blend's candidates add what follows the newest items
     validation_users: int = VALIDATION_USERS
     device: str | None = None
     threads: int | None = None
@@ -336,7 +337,9 @@ class _SequenceRecipe(Recipe):
                     knn = ItemKNN.fit(user, item, keep, n_users, n_items)
                     beta = opts.knn_weight
                 elif val_rows.shape[0]:
-                    models = neighbour_models(user, item, n_users, n_items, data.seed)
+                    models = neighbour_models(
+                        user, item, n_users, n_items, data.seed, opts.transitions
+                    )
                     rows = (keep, kept_user[user])
                     knn, beta = _blend(net, tset, models, rows, user, item, device, opts.log)
         net.set_item_rows(None)
