@@ -15,7 +15,10 @@ on the binary user × item matrix (SIMS's blocked co-occurrence), and, for catal
 small enough to invert, EASE's item-item regression weights (Steck 2019) summed with
 iALS's fold-in as item-item weights (``_als``). The sum matters on short-session data
 such as Diginetica, where the transformer has ~4 events per user to learn from and most
-items are seen once or twice: a factorisation links items that never co-occur.
+items are seen once or twice: a factorisation links items that never co-occur. Each
+candidate also carries sequential rules, what followed each item in users' own
+sequences, at a steeper decay of its own (``ItemKNN.transitions``, ``plus``): the other
+weights ignore order, and the next event depends most on the newest one.
 """
 
 from __future__ import annotations
@@ -61,21 +64,20 @@ F32 = npt.NDArray[np.float32]
 
 class ItemKNN:
     """Item-item weights (each item's top ``NEIGHBORS``, a CSR matrix) applied to a
-    history's newest ``HISTORY`` items at ``decay`` per step back, and any further
-    ``parts`` (``plus``), each with its own matrix and decay, whose scores add up."""
+    history's newest ``HISTORY`` items at ``decay`` per step back; ``plus`` adds further
+    parts, each with its own matrix and decay, whose scores add up. ``matrix`` and
+    ``decay`` are the first part's."""
 
     def __init__(self, matrix: sp.csr_matrix, decay: float = DECAY) -> None:
         self.matrix = matrix.astype(np.float32).tocsr()
         self.n_items = int(matrix.shape[0])
         self.decay = decay
-        self.parts: tuple[tuple[sp.csr_matrix, F32], ...] = ((self.matrix, _decays(decay)),)
-        self._decays: tuple[float, ...] = (decay,)
+        self.parts: tuple[tuple[sp.csr_matrix, float], ...] = ((self.matrix, decay),)
 
     def plus(self, other: ItemKNN, weight: float) -> ItemKNN:
         """These weights and ``weight ×`` the other's, each part keeping its decay."""
         out = ItemKNN(self.matrix, self.decay)
         out.parts = self.parts + tuple((m * np.float32(weight), d) for m, d in other.parts)
-        out._decays = self._decays + other._decays
         return out
 
     @classmethod
@@ -176,7 +178,7 @@ class ItemKNN:
         out: F32 = np.zeros((len(heads), self.n_items), dtype=np.float32)
         for matrix, decay in self.parts:
             weights = sp.csr_matrix(
-                (decay[age], (rows, cols)), shape=(len(heads), self.n_items)
+                (_decays(decay)[age], (rows, cols)), shape=(len(heads), self.n_items)
             )  # duplicates (repeats) add up
             out += np.asarray((weights @ matrix).toarray(), dtype=np.float32)
         return out
@@ -205,12 +207,13 @@ class ItemKNN:
                 lengths.sum()
             )
             flats.append(np.repeat(owners, lengths) + m.indices[take])
-            values.append(m.data[take] * np.repeat(decay[age] * np.float32(weight), lengths))
+            scale = _decays(decay)[age] * np.float32(weight)
+            values.append(m.data[take] * np.repeat(scale, lengths))
         return np.concatenate(flats), np.concatenate(values)
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         out: dict[str, npt.NDArray[Any]] = {}
-        for k, ((m, _), decay) in enumerate(zip(self.parts, self._decays, strict=True)):
+        for k, (m, decay) in enumerate(self.parts):
             key = "knn" if k == 0 else f"knn{k}"
             out[f"{key}_indptr"] = m.indptr
             out[f"{key}_indices"] = m.indices
@@ -238,6 +241,7 @@ class ItemKNN:
 
 
 def _decays(decay: float) -> F32:
+    """The weight of a history's items by age, newest first."""
     out: F32 = np.float32(decay) ** np.arange(HISTORY, dtype=np.float32)
     return out
 
@@ -299,7 +303,12 @@ def neighbour_models(
 ) -> list[tuple[str, Builder]]:
     """The blend's candidates, named, each built from a mask of interaction rows: cosine
     kNN, and, when the catalogue is at most ``EASE_MAX_ITEMS``, EASE at each of
-    ``EASE_L2`` summed with iALS's low-rank weights (``seed`` draws its initial factors).
+    ``EASE_L2`` summed with iALS's low-rank weights (``seed`` draws its initial factors);
+    with ``transitions``, each plus ``TRANSITION_WEIGHT`` × the sequential rules
+    (``ItemKNN.transitions``), fitted once per row mask. Those gained on all three
+    leave-last-out data sets at seed 0 (Diginetica 0.0625 → 0.0637, MovieLens-100K
+    0.1169 → 0.1208, generated 0.2529 → 0.2548); as a second opinion alone, cosine plus
+    the rules against cosine: MovieLens-100K 0.091 → 0.110, generated 0.229 → 0.237.
 
     Why a sum, and neither alone: on Diginetica's leave-last-out test, iALS's weights beat
     EASE's (NDCG@10 0.061 against 0.047 alone), but on its validation split EASE leads
