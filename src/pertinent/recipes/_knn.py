@@ -23,6 +23,7 @@ weights ignore order, and the next event depends most on the newest one.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -76,7 +77,7 @@ class ItemKNN:
 
     def plus(self, other: ItemKNN, weight: float) -> ItemKNN:
         """These weights and ``weight ×`` the other's, each part keeping its decay."""
-        out = ItemKNN(self.matrix, self.decay)
+        out = copy.copy(self)
         out.parts = self.parts + tuple((m * np.float32(weight), d) for m, d in other.parts)
         return out
 
@@ -164,22 +165,17 @@ class ItemKNN:
             val += [np.full(at.shape[0], 1.0 / gap, np.float32)]
             val += [np.full(at.shape[0], TRANSITION_BACK / gap, np.float32)]
         shape = (n_items, n_items)
-        if not src:
-            return cls(sp.csr_matrix(shape, dtype=np.float32), decay=TRANSITION_DECAY)
         m = sp.csr_matrix((np.concatenate(val), (np.concatenate(src), np.concatenate(dst))), shape)
         return cls(_strongest_sparse(m), decay=TRANSITION_DECAY)
 
     def scores(self, histories: Sequence[npt.NDArray[Any]]) -> F32:
         """(len(histories), n_items) kNN scores of each history (items outside ignored)."""
-        heads = [_newest(history, self.n_items) for history in histories]
-        rows = np.repeat(np.arange(len(heads)), [h.shape[0] for h in heads])
-        cols = np.concatenate(heads) if heads else np.empty(0, dtype=np.int64)
-        age = np.concatenate([np.arange(h.shape[0]) for h in heads]) if heads else cols
-        out: F32 = np.zeros((len(heads), self.n_items), dtype=np.float32)
+        rows, cols, age = _newest(histories, self.n_items)
+        shape = (len(histories), self.n_items)
+        out: F32 = np.zeros(shape, dtype=np.float32)
         for matrix, decay in self.parts:
-            weights = sp.csr_matrix(
-                (_decays(decay)[age], (rows, cols)), shape=(len(heads), self.n_items)
-            )  # duplicates (repeats) add up
+            # Duplicates (repeats) add up.
+            weights = sp.csr_matrix((_decays(decay)[age], (rows, cols)), shape=shape)
             out += np.asarray((weights @ matrix).toarray(), dtype=np.float32)
         return out
 
@@ -190,14 +186,10 @@ class ItemKNN:
         ``row · width + item`` in a flattened (len(histories), width) block, and values
         (repeats to be summed). A request touches at most ``HISTORY × NEIGHBORS`` items
         per part, far fewer than a catalogue-wide row."""
-        heads = [_newest(history, self.n_items) for history in histories]
-        h = np.concatenate(heads) if heads else np.empty(0, dtype=np.int64)
+        rows, h, age = _newest(histories, self.n_items)
         if h.shape[0] == 0 or weight == 0.0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        age = np.concatenate([np.arange(x.shape[0]) for x in heads])
-        owners = np.repeat(
-            np.arange(len(heads), dtype=np.int64) * width, [x.shape[0] for x in heads]
-        )
+        owners = rows * width
         flats: list[npt.NDArray[np.int64]] = []
         values: list[F32] = []
         for m, decay in self.parts:
@@ -223,20 +215,20 @@ class ItemKNN:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], n_items: int) -> ItemKNN:
-        def part(key: str, default_decay: float) -> ItemKNN:
+        keys = ["knn"]  # the first part; further parts are knn1, knn2, ...
+        while f"knn{len(keys)}_indptr" in arrays:
+            keys.append(f"knn{len(keys)}")
+        parts: list[tuple[sp.csr_matrix, float]] = []
+        for key in keys:
             matrix = sp.csr_matrix(
                 (arrays[f"{key}_data"], arrays[f"{key}_indices"], arrays[f"{key}_indptr"]),
                 shape=(n_items, n_items),
             )
-            decay = f"{key}_decay"
-            return cls(matrix, float(arrays[decay][0]) if decay in arrays else default_decay)
-
-        # Models saved before the decay was stored used the default.
-        out = part("knn", DECAY)
-        k = 1
-        while f"knn{k}_indptr" in arrays:
-            out = out.plus(part(f"knn{k}", DECAY), 1.0)
-            k += 1
+            # Models saved before the decay was stored used the default.
+            decay = float(arrays[f"{key}_decay"][0]) if f"{key}_decay" in arrays else DECAY
+            parts.append((matrix, decay))
+        out = cls(*parts[0])
+        out.parts = (out.parts[0], *parts[1:])
         return out
 
 
@@ -246,11 +238,21 @@ def _decays(decay: float) -> F32:
     return out
 
 
-def _newest(history: npt.NDArray[Any], n_items: int) -> npt.NDArray[np.int64]:
-    """The newest ``HISTORY`` known items of a history, newest first."""
-    h = np.asarray(history, dtype=np.int64)
-    out: npt.NDArray[np.int64] = h[(h >= 0) & (h < n_items)][-HISTORY:][::-1]
-    return out
+def _newest(
+    histories: Sequence[npt.NDArray[Any]], n_items: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each history's newest ``HISTORY`` known items, newest first, flattened: their
+    history's row, the item, and its age (0 for the newest)."""
+    heads = []
+    for history in histories:
+        h = np.asarray(history, dtype=np.int64)
+        heads.append(h[(h >= 0) & (h < n_items)][-HISTORY:][::-1])
+    lengths = [h.shape[0] for h in heads]
+    rows = np.repeat(np.arange(len(heads), dtype=np.int64), lengths)
+    if not heads:
+        return rows, rows, rows
+    ages = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
+    return rows, np.concatenate(heads), ages
 
 
 def _strongest(weights: F32) -> sp.csr_matrix:
