@@ -57,3 +57,13 @@ def test_log_sum_exp_matches_torch() -> None:
     data = torch.from_numpy((rng.standard_normal((4, 5000)) * 20).astype(np.float32))
     data[1, :100] = float("-inf")
     assert torch.allclose(_log_sum_exp(data), torch.logsumexp(data, dim=1), rtol=1e-6)
+
+
+def test_log_sum_exp_with_items_far_below_the_maximum() -> None:
+    # A blended row: a few items lifted far above the rest, which underflow in exp.
+    rng = np.random.default_rng(1)
+    data = torch.from_numpy((rng.standard_normal((3, 5000)) * 50 - 120).astype(np.float32))
+    data[0, 7] = 40.0
+    data[1, :3] = torch.tensor([30.0, 29.5, -60.0])
+    data[2, 100:] = float("-inf")
+    assert torch.allclose(_log_sum_exp(data), torch.logsumexp(data, dim=1), rtol=1e-6)

@@ -47,7 +47,12 @@ import numpy.typing as npt
 from pydantic import Field
 
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
-from pertinent.recipes._inference import _EXPLORATION_SIGMAS, _MAX_EXPLORATION_FACTOR, _stack
+from pertinent.recipes._inference import (
+    _EXP_FLOOR,
+    _EXPLORATION_SIGMAS,
+    _MAX_EXPLORATION_FACTOR,
+    _stack,
+)
 from pertinent.recipes._knn import ItemKNN, neighbour_models
 from pertinent.recipes.base import (
     BoolArray,
@@ -376,7 +381,9 @@ class RecurrentModel(Model):
         logits = self._logits([query])[0]
         items = top_n(logits, n, allowed)
         top = float(logits.max())
-        log_z = top + float(np.log(np.exp(logits - np.float32(top)).sum(dtype=np.float64)))
+        # Clamped as _log_sum_exp does: exp is slow where it underflows.
+        shifted = np.maximum(logits - np.float32(top), np.float32(_EXP_FLOOR))
+        log_z = top + float(np.log(np.exp(shifted).sum(dtype=np.float64)))
         scores = np.exp(logits[items].astype(np.float64) - log_z).astype(np.float32)
         return Ranked(items=items, scores=scores)
 
