@@ -13,6 +13,7 @@ from pertinent.recipes._als import ALS_ALPHA, ALS_L2, item_factors
 from pertinent.recipes._knn import (
     EASE_L2,
     NEIGHBORS,
+    SESSION_GAP,
     TRANSITION_BACK,
     TRANSITION_DECAY,
     TRANSITION_WEIGHT,
@@ -194,6 +195,25 @@ def test_transitions_count_what_follows_within_each_users_sequence() -> None:
     strongest = np.mean([2.0, 2 * back, back, 1.0])  # rows 0, 1, 2, 4 (row 3 is empty)
     np.testing.assert_allclose(knn.matrix.toarray(), raw / strongest, rtol=1e-6)
     assert knn.decay == TRANSITION_DECAY
+
+
+def test_transitions_with_times_count_only_pairs_within_a_visit() -> None:
+    # One user: 0 -> 1, an evening apart from 2 -> 3; 3 -> 4 exactly SESSION_GAP later.
+    user = np.zeros(5, dtype=np.int64)
+    item = np.arange(5, dtype=np.int64)
+    t0 = 1_700_000_000
+    times = np.array([0, 60, 60 + 6 * SESSION_GAP, 120 + 6 * SESSION_GAP, 0], dtype=np.int64)
+    times[4] = times[3] + SESSION_GAP
+    knn = ItemKNN.transitions(user, item, np.ones(5, dtype=bool), 5, times + t0)
+    back = TRANSITION_BACK
+    raw = np.zeros((5, 5))
+    raw[0, 1], raw[1, 0] = 1.0, back  # the first visit
+    raw[2, 3], raw[3, 2] = 1.0, back  # the second, with 3 -> 4 at the gap's edge
+    raw[3, 4], raw[4, 3] = 1.0, back  # 2 -> 4 (two steps) spans more than the gap: none
+    strongest = np.mean([1.0, back, 1.0, 1.0, back])
+    np.testing.assert_allclose(knn.matrix.toarray(), raw / strongest, rtol=1e-6)
+    # Without times every pair within TRANSITION_GAP steps counts, across the evening too.
+    assert ItemKNN.transitions(user, item, np.ones(5, dtype=bool), 5).matrix[1, 2] > 0
 
 
 def test_transitions_keep_each_items_strongest_neighbours() -> None:

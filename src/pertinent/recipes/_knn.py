@@ -59,6 +59,7 @@ TRANSITION_GAP = 3
 TRANSITION_BACK = 0.5
 TRANSITION_DECAY = 0.5
 TRANSITION_WEIGHT = 0.5
+SESSION_GAP = 3_600  # seconds: events further apart than this are different visits
 
 F32 = npt.NDArray[np.float32]
 
@@ -146,19 +147,28 @@ class ItemKNN:
         item: npt.NDArray[np.int64],
         rows: npt.NDArray[np.bool_],
         n_items: int,
+        timestamp: npt.NDArray[np.int64] | None = None,
     ) -> ItemKNN:
         """What follows an item in the users' own sequences (``user`` sorted, each user's
         rows in time order): the sequential rules of Ludewig & Jannach (2018), pairs
         ``TRANSITION_GAP`` steps apart or closer weighted 1/gap, and the reverse order at
         ``TRANSITION_BACK`` of that, each item keeping its ``NEIGHBORS`` strongest.
         Co-occurrence (cosine, EASE, iALS) ignores order; the next event depends most on
-        the newest one, hence the steep ``TRANSITION_DECAY``."""
+        the newest one, hence the steep ``TRANSITION_DECAY``. With ``timestamp`` (seconds),
+        a pair more than ``SESSION_GAP`` apart is two visits, not a sequence, and does not
+        count (LOO NDCG@10, seeds 0/1/2 on generated data: 0.2554 / 0.2477 / 0.2535
+        against 0.2548 / 0.2452 / 0.2534 counting every pair; MovieLens-100K seed 0
+        0.1218 against 0.1208; Diginetica, whose users are sessions, unchanged)."""
         u, i = user[rows], item[rows]
+        t = None if timestamp is None else timestamp[rows]
         src: list[npt.NDArray[np.int64]] = []
         dst: list[npt.NDArray[np.int64]] = []
         val: list[F32] = []
         for gap in range(1, TRANSITION_GAP + 1):
-            at = np.flatnonzero(u[gap:] == u[:-gap])
+            same = u[gap:] == u[:-gap]
+            if t is not None:
+                same &= (t[gap:] - t[:-gap]) <= SESSION_GAP
+            at = np.flatnonzero(same)
             a, b = i[at], i[at + gap]
             src += [a, b]
             dst += [b, a]
@@ -302,12 +312,14 @@ def neighbour_models(
     n_items: int,
     seed: int = 0,
     transitions: bool = True,
+    timestamp: npt.NDArray[np.int64] | None = None,
 ) -> list[tuple[str, Builder]]:
     """The blend's candidates, named, each built from a mask of interaction rows: cosine
     kNN, and, when the catalogue is at most ``EASE_MAX_ITEMS``, EASE at each of
     ``EASE_L2`` summed with iALS's low-rank weights (``seed`` draws its initial factors);
     with ``transitions``, each plus ``TRANSITION_WEIGHT`` × the sequential rules
-    (``ItemKNN.transitions``), fitted once per row mask. Those gained on all three
+    (``ItemKNN.transitions``, within a visit where ``timestamp`` is given), fitted once
+    per row mask. Those gained on all three
     leave-last-out data sets at seed 0 (Diginetica 0.0625 → 0.0637, MovieLens-100K
     0.1169 → 0.1208, generated 0.2529 → 0.2548); as a second opinion alone, cosine plus
     the rules against cosine: MovieLens-100K 0.091 → 0.110, generated 0.229 → 0.237.
@@ -332,7 +344,9 @@ def neighbour_models(
     def ordered(knn: ItemKNN, rows: npt.NDArray[np.bool_]) -> ItemKNN:
         if not transitions:
             return knn
-        follow = shared("follow", rows, lambda: ItemKNN.transitions(user, item, rows, n_items))
+        follow = shared(
+            "follow", rows, lambda: ItemKNN.transitions(user, item, rows, n_items, timestamp)
+        )
         return knn.plus(follow, TRANSITION_WEIGHT)
 
     def cosine(rows: npt.NDArray[np.bool_]) -> ItemKNN:

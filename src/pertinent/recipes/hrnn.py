@@ -562,7 +562,9 @@ class _HrnnRecipe(Recipe):
                 log = print if opts.log else None
                 rec.train(net, tset, train_cfg, device, stop, log)
             if opts.knn_blend and n_targets and val_rows.shape[0] and not self.stop_requested():
-                models = neighbour_models(user, item, n_users, n_items, data.seed, opts.transitions)
+                models = neighbour_models(
+                    user, item, n_users, n_items, data.seed, opts.transitions, ts
+                )
                 starts = np.searchsorted(user, user[val_rows], side="left")
                 hist = [item[a:b] for a, b in zip(starts.tolist(), val_rows.tolist(), strict=True)]
                 rows = (keep, kept_user[user])
