@@ -319,10 +319,10 @@ def neighbour_models(
     ``EASE_L2`` summed with iALS's low-rank weights (``seed`` draws its initial factors);
     with ``transitions``, each plus ``TRANSITION_WEIGHT`` × the sequential rules
     (``ItemKNN.transitions``, within a visit where ``timestamp`` is given), fitted once
-    per row mask. Those gained on all three
-    leave-last-out data sets at seed 0 (Diginetica 0.0625 → 0.0637, MovieLens-100K
-    0.1169 → 0.1208, generated 0.2529 → 0.2548); as a second opinion alone, cosine plus
-    the rules against cosine: MovieLens-100K 0.091 → 0.110, generated 0.229 → 0.237.
+    per row mask. Those gained on all three leave-last-out data sets at seed 0
+    (Diginetica 0.0625 → 0.0637, MovieLens-100K 0.1169 → 0.1208, generated 0.2529 →
+    0.2548); as a second opinion alone, cosine plus the rules against cosine:
+    MovieLens-100K 0.091 → 0.110, generated 0.229 → 0.237.
 
     Why a sum, and neither alone: on Diginetica's leave-last-out test, iALS's weights beat
     EASE's (NDCG@10 0.061 against 0.047 alone), but on its validation split EASE leads
