@@ -71,10 +71,18 @@ class ItemKNN:
     ``decay`` are the first part's."""
 
     def __init__(self, matrix: sp.csr_matrix, decay: float = DECAY) -> None:
-        self.matrix = matrix.astype(np.float32).tocsr()
         self.n_items = int(matrix.shape[0])
-        self.decay = decay
-        self.parts: tuple[tuple[sp.csr_matrix, float], ...] = ((self.matrix, decay),)
+        self.parts: tuple[tuple[sp.csr_matrix, float], ...] = (
+            (matrix.astype(np.float32).tocsr(), decay),
+        )
+
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        return self.parts[0][0]
+
+    @property
+    def decay(self) -> float:
+        return self.parts[0][1]
 
     def plus(self, other: ItemKNN, weight: float) -> ItemKNN:
         """These weights and ``weight ×`` the other's, each part keeping its decay."""
@@ -238,7 +246,7 @@ class ItemKNN:
             decay = float(arrays[f"{key}_decay"][0]) if f"{key}_decay" in arrays else DECAY
             parts.append((matrix, decay))
         out = cls(*parts[0])
-        out.parts = (out.parts[0], *parts[1:])
+        out.parts += tuple(parts[1:])
         return out
 
 
