@@ -43,6 +43,7 @@ from torch import nn
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._knn import Builder, ItemKNN, choose_blend
+from pertinent.recipes._softmax import catalogue_loss
 from pertinent.recipes._stopping import Patience
 from pertinent.recipes.base import TrainingData
 from pertinent.recipes.hrnn import SESSION_GAP, _steps
@@ -283,7 +284,8 @@ def train(
     q = np.power(data.popularity.astype(np.float64), 0.75)
     q = q / max(q.sum(), 1e-12)
     proposal = torch.from_numpy(q.astype(np.float32)).to(device)
-    log_q = torch.from_numpy(np.log(np.maximum(q * max(cfg.negatives, 1), 1e-12))).to(device)
+    log_q = np.log(np.maximum(q * max(cfg.negatives, 1), 1e-12)).astype(np.float32)
+    log_q_t = torch.from_numpy(log_q).to(device)
     cold = torch.from_numpy(data.popularity <= 0).to(device)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
@@ -327,7 +329,7 @@ def train(
                 lookup = torch.zeros(n_items + 2, dtype=torch.int64, device=device)
                 lookup[cand] = torch.arange(cand.shape[0], device=device)
                 states = net.states(tokens, boundary, vec, lookup[tokens])
-                bias = bias - log_q[cand]
+                bias = bias - log_q_t[cand]
                 label = lookup[target]
                 if future is not None:
                     future = torch.where(future >= 0, lookup[future.clamp_min(0)], -1)
@@ -346,12 +348,7 @@ def train(
             if context is not None:
                 cvec = net.side(context.take(rows_t), net.context_meta)
                 qv = qv if cvec is None else qv + cvec
-            logp = torch.log_softmax(qv @ vec.T + bias[None, :], dim=1)
-            per_row = -logp.gather(1, label[:, None])[:, 0]
-            if future is not None and cfg.future_weight > 0:
-                has = future >= 0
-                fut = torch.where(has, -logp.gather(1, future.clamp_min(0)), 0.0)
-                per_row = per_row + cfg.future_weight * fut.sum(1) / has.sum(1).clamp_min(1)
+            per_row = catalogue_loss(qv, vec, bias, label, future, cfg.future_weight)
             wt = weight[rows_t]
             loss = (per_row * wt).sum() / wt.sum().clamp_min(1e-12)
             optim.zero_grad(set_to_none=True)

@@ -59,6 +59,7 @@ from torch import nn
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._inference import LN_EPS
+from pertinent.recipes._softmax import catalogue_loss
 from pertinent.recipes._stopping import Patience
 
 __all__ = ["NetConfig", "SequentialNet", "TrainConfig", "TrainingSet", "Windows", "train"]
@@ -540,20 +541,13 @@ class _Step:
         if self.context is not None:
             cvec = net.side(self.context.take(rows_t), net.context_meta)
             q = q if cvec is None else q + cvec
-        logits = q @ vec.T + bias[None, :]
+        extra = None
         if data.impressions is not None:
             extra = _impression_logits(net, q, flat_rows, target, data.impressions, rng, device)
-            if extra is not None:
-                logits = torch.cat([logits, extra], dim=1)
-        logp = torch.log_softmax(logits, dim=1)
-        per_row = -logp.gather(1, label[:, None])[:, 0]
-        if self.cfg.horizon and self.cfg.future_weight > 0:
-            # Multi-horizon objective: the next item, and (less) the ones after it, so the
-            # ranking favours everything the user is about to want, not one guess.
-            has = future >= 0
-            fut = torch.where(has, -logp.gather(1, future.clamp_min(0)), 0.0)
-            mean_fut = fut.sum(1) / has.sum(1).clamp_min(1)
-            per_row = per_row + self.cfg.future_weight * mean_fut
+        # Multi-horizon objective: the next item, and (less) the ones after it, so the
+        # ranking favours everything the user is about to want, not one guess.
+        later = future if self.cfg.horizon else None
+        per_row = catalogue_loss(q, vec, bias, label, later, self.cfg.future_weight, extra)
         w = self.weight[rows_t]
         return (per_row * w).sum() / w.sum().clamp_min(1e-12), int(flat_rows.shape[0])
 
