@@ -91,3 +91,20 @@ def test_gradients_pass_torch_gradcheck() -> None:
         for shape in ((6, 5), (9, 5), (9,))
     )
     assert torch.autograd.gradcheck(linear_log_sum_exp, (q, vec, bias))
+
+
+def test_bfloat16_products_stay_close_to_float32() -> None:
+    q, vec, bias = (t.detach().float() for t in _inputs(4, cold=True))
+    label = torch.isfinite(bias).nonzero()[:37, 0]
+    leaves = [(t.clone().requires_grad_() for t in (q, vec, bias)) for _ in range(2)]
+    losses, grads = [], []
+    for bf16, (a, b, c) in zip((False, True), leaves, strict=True):
+        loss = catalogue_loss(a, b, c, label, bf16=bf16)
+        loss.sum().backward()  # type: ignore[no-untyped-call]
+        losses.append(loss.detach())
+        grads.append([t.grad for t in (a, b, c)])
+    assert losses[1].dtype == torch.float32
+    assert torch.allclose(losses[1], losses[0], rtol=0.02, atol=0.05)
+    for mine, theirs in zip(grads[1], grads[0], strict=True):
+        assert mine is not None and theirs is not None and mine.dtype == torch.float32
+        assert torch.allclose(mine, theirs, rtol=0.05, atol=0.05 * float(theirs.abs().max()))

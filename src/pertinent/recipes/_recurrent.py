@@ -254,6 +254,7 @@ class HrnnTrainConfig:
     horizon: int
     future_weight: float
     seed: int
+    bf16: bool = False  # the catalogue softmax's products in bfloat16
 
 
 def _rows(rows: EncodedRows | None, device: torch.device) -> TorchRows | None:
@@ -348,7 +349,7 @@ def train(
             if context is not None:
                 cvec = net.side(context.take(rows_t), net.context_meta)
                 qv = qv if cvec is None else qv + cvec
-            per_row = catalogue_loss(qv, vec, bias, label, future, cfg.future_weight)
+            per_row = catalogue_loss(qv, vec, bias, label, future, cfg.future_weight, bf16=cfg.bf16)
             wt = weight[rows_t]
             loss = (per_row * wt).sum() / wt.sum().clamp_min(1e-12)
             optim.zero_grad(set_to_none=True)

@@ -30,30 +30,41 @@ class _LinearLogSumExp(torch.autograd.Function):
     """``logsumexp(q @ vec.T + bias, dim=1)`` with a matrix-product backward."""
 
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, vec: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        logits = torch.addmm(bias, q, vec.t())
+    def forward(
+        ctx: Any, q: torch.Tensor, vec: torch.Tensor, bias: torch.Tensor, bf16: bool
+    ) -> torch.Tensor:
+        if bf16:
+            # The products in bfloat16, the softmax and its sums in float32.
+            q, vec = q.bfloat16(), vec.bfloat16()
+            logits = torch.mm(q, vec.t()).float().add_(bias)
+        else:
+            logits = torch.addmm(bias, q, vec.t())
         top, at = logits.max(dim=1)
         soft = torch.softmax(logits, dim=1)
         del logits
         # softmax at the row's maximum is exactly 1 / sum(exp(logits - max)), never tiny.
         lse = top - torch.log(soft.gather(1, at[:, None])[:, 0])
-        ctx.save_for_backward(q, vec, soft)
+        ctx.save_for_backward(q, vec, soft.to(q.dtype))
         return lse
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q, vec, soft = ctx.saved_tensors
         # d lse_n / d logit_nj = soft_nj; scaling the thin factors by the incoming
         # gradient instead of ``soft`` saves another pass over the wide matrix.
-        grad_q = grad[:, None] * (soft @ vec)
-        grad_vec = soft.t() @ (grad[:, None] * q)
-        grad_bias = soft.t() @ grad
-        return grad_q, grad_vec, grad_bias
+        g = grad.to(soft.dtype)
+        grad_q = grad[:, None] * (soft @ vec).to(grad.dtype)
+        grad_vec = (soft.t() @ (g[:, None] * q)).to(grad.dtype)
+        grad_bias = (soft.t() @ g[:, None])[:, 0].to(grad.dtype)
+        return grad_q, grad_vec, grad_bias, None
 
 
-def linear_log_sum_exp(q: torch.Tensor, vec: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``torch.logsumexp(q @ vec.T + bias, dim=1)``, differentiable in all three."""
-    out: torch.Tensor = _LinearLogSumExp.apply(q, vec, bias)  # type: ignore[no-untyped-call]
+def linear_log_sum_exp(
+    q: torch.Tensor, vec: torch.Tensor, bias: torch.Tensor, bf16: bool = False
+) -> torch.Tensor:
+    """``torch.logsumexp(q @ vec.T + bias, dim=1)``, differentiable in all three;
+    ``bf16``: the matrix products in bfloat16 (``_torch.fast_bfloat16``)."""
+    out: torch.Tensor = _LinearLogSumExp.apply(q, vec, bias, bf16)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -65,12 +76,13 @@ def catalogue_loss(
     future: torch.Tensor | None = None,
     future_weight: float = 0.0,
     extra: torch.Tensor | None = None,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """Per-row loss (N,): cross-entropy of ``label`` (N,) among ``vec`` (V, d), plus
     ``future_weight`` x the mean cross-entropy of the row's ``future`` targets (N, H),
     -1 where none. ``extra`` (N, K) are further logits in each row's softmax (never a
-    label; -inf where absent)."""
-    lse = linear_log_sum_exp(q, vec, bias)
+    label; -inf where absent). ``bf16``: the catalogue-wide products in bfloat16."""
+    lse = linear_log_sum_exp(q, vec, bias, bf16)
     if extra is not None:
         lse = torch.logaddexp(lse, torch.logsumexp(extra, dim=1))
     if future is None or future_weight <= 0:

@@ -124,6 +124,7 @@ class HrnnOptions:
     validation_users: int = 2_000
     device: str | None = None
     threads: int | None = None
+    bf16: bool | None = None  # None: where the device multiplies bfloat16 natively
     log: bool = False
 
 
@@ -464,7 +465,7 @@ class _HrnnRecipe(Recipe):
         import torch
 
         from pertinent.recipes import _recurrent as rec
-        from pertinent.recipes._torch import choose_device, reproducible
+        from pertinent.recipes._torch import choose_device, fast_bfloat16, reproducible
         from pertinent.recipes.sequential import TorchRows, build_windows
 
         p = self.params
@@ -543,6 +544,7 @@ class _HrnnRecipe(Recipe):
             max_epochs = int(np.clip(TARGET_EVENTS_BUDGET // max(n_targets, 1), 5, 200))
         if self.max_epochs is not None:
             max_epochs = max(1, min(max_epochs, self.max_epochs))
+        device = choose_device(opts.device)
         train_cfg = rec.HrnnTrainConfig(
             max_epochs=max_epochs,
             patience=opts.patience,
@@ -552,8 +554,8 @@ class _HrnnRecipe(Recipe):
             horizon=opts.horizon,
             future_weight=opts.future_weight,
             seed=data.seed,
+            bf16=fast_bfloat16(device) if opts.bf16 is None else opts.bf16,
         )
-        device = choose_device(opts.device)
         knn, beta = None, 0.0
         with reproducible(data.seed, device, opts.threads):
             net = rec.HrnnNet(cfg)

@@ -374,6 +374,7 @@ class TrainConfig:
     horizon: int = 0  # later targets that also count (multi-horizon objective)
     future_weight: float = 0.0
     seed: int = 0
+    bf16: bool = False  # matrix products in bfloat16 (``_torch.fast_bfloat16``)
 
 
 def _batches(w: Windows, batch_size: int, rng: np.random.Generator) -> list[Int64Array]:
@@ -497,6 +498,10 @@ class _Step:
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
 
+    def _low_precision(self) -> torch.autocast:
+        """The transformer's products in bfloat16 when ``bf16`` (weights stay float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
     def loss(self, batch: Int64Array, rng: np.random.Generator) -> tuple[torch.Tensor, int]:
         net, data, device, n_items = self.net, self.data, self.device, self.n_items
         width = int(data.windows.length[batch].max())
@@ -520,7 +525,8 @@ class _Step:
             vec, bias = net.item_vectors(cand)
             lookup = torch.zeros(n_items + 2, dtype=torch.int64, device=device)
             lookup[cand] = torch.arange(cand.shape[0], device=device)
-            hidden = net.encode(tokens, vec, lookup[tokens], gaps)
+            with self._low_precision():
+                hidden = net.encode(tokens, vec, lookup[tokens], gaps).float()
             bias = bias - self.log_q[cand]  # log-Q correction of the sampled softmax
             label, future = (
                 lookup[target],
@@ -528,7 +534,8 @@ class _Step:
             )
         else:
             vec, bias = net.item_vectors()
-            hidden = net.encode(tokens, vec, gaps=gaps)
+            with self._low_precision():
+                hidden = net.encode(tokens, vec, gaps=gaps).float()
             # Items never seen in training are no one's answer: keep them out of the softmax.
             bias = bias.masked_fill(self.cold, float("-inf"))
             label = target
@@ -547,7 +554,9 @@ class _Step:
         # Multi-horizon objective: the next item, and (less) the ones after it, so the
         # ranking favours everything the user is about to want, not one guess.
         later = future if self.cfg.horizon else None
-        per_row = catalogue_loss(q, vec, bias, label, later, self.cfg.future_weight, extra)
+        per_row = catalogue_loss(
+            q, vec, bias, label, later, self.cfg.future_weight, extra, self.cfg.bf16
+        )
         w = self.weight[rows_t]
         return (per_row * w).sum() / w.sum().clamp_min(1e-12), int(flat_rows.shape[0])
 

@@ -173,6 +173,7 @@ class TrainingOptions:
     validation_users: int = VALIDATION_USERS
     device: str | None = None
     threads: int | None = None
+    bf16: bool | None = None  # None: where the device multiplies bfloat16 natively
     log: bool = False
 
 
@@ -205,7 +206,7 @@ class _SequenceRecipe(Recipe):
         # without it.
         import torch
 
-        from pertinent.recipes._torch import choose_device, reproducible
+        from pertinent.recipes._torch import choose_device, fast_bfloat16, reproducible
         from pertinent.recipes.sequential import (
             NetConfig,
             SequentialNet,
@@ -298,6 +299,7 @@ class _SequenceRecipe(Recipe):
             context_numeric=encoders["context"].n_numeric,
             gap_buckets=(previous.gap_buckets if previous else GAP_BUCKETS if opts.gaps else 0),
         )
+        device = choose_device(opts.device)
         negatives = default_negatives(n_items) if opts.negatives is None else opts.negatives
         max_epochs = opts.max_epochs
         if max_epochs is None:
@@ -317,8 +319,8 @@ class _SequenceRecipe(Recipe):
             horizon=opts.horizon,
             future_weight=opts.future_weight,
             seed=data.seed,
+            bf16=fast_bfloat16(device) if opts.bf16 is None else opts.bf16,
         )
-        device = choose_device(opts.device)
         with reproducible(data.seed, device, opts.threads):
             net = SequentialNet(net_cfg)
             has_id = popularity > 0
