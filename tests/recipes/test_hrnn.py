@@ -329,6 +329,17 @@ def test_cold_start_hyperparameters_say_which_items_are_cold(data: TrainingData)
 # --- determinism, stopping, persistence -------------------------------------------------------
 
 
+def test_either_precision_is_reproducible_and_honoured(data: TrainingData) -> None:
+    queries = [known(data, u) for u in (0, 13)]
+    scores = {}
+    for bf16 in (False, True):
+        options = replace(FAST, bf16=bf16)
+        twice = [make(Hrnn, options).fit(data).score_items(queries) for _ in "ab"]
+        np.testing.assert_array_equal(twice[0], twice[1])
+        scores[bf16] = twice[0]
+    assert not np.array_equal(scores[False], scores[True])
+
+
 def test_same_seed_identical_scores(data: TrainingData) -> None:
     queries = [known(data, u) for u in (0, 13, 30)] + [Query()]
     first = fit(data, HrnnColdstart).score_items(queries)

@@ -364,6 +364,20 @@ def test_same_seed_identical_scores(data: TrainingData) -> None:
     assert not np.array_equal(other, first)
 
 
+def test_either_precision_is_reproducible_and_honoured(data: TrainingData) -> None:
+    queries = [known(data, u) for u in (0, 20)] + [Query()]
+    scores = {}
+    for bf16 in (False, True):
+        options = replace(FAST, bf16=bf16)
+        twice = [make(UserPersonalization, options).fit(data).score_items(queries) for _ in "ab"]
+        np.testing.assert_array_equal(twice[0], twice[1])
+        scores[bf16] = twice[0]
+    # The flag reaches the products (bfloat16 rounds them), and both learn the blocks.
+    assert not np.array_equal(scores[False], scores[True])
+    for rows in scores.values():  # user 0 is in block 0: its items come first
+        assert set(np.argsort(-rows[0])[:ITEMS_PER_BLOCK].tolist()) == set(range(ITEMS_PER_BLOCK))
+
+
 def test_save_load_round_trip(model: SequentialModel, data: TrainingData, tmp_path: Path) -> None:
     model.save(tmp_path)
     state = torch.load(tmp_path / "weights.pt", weights_only=True)  # no arbitrary pickle
