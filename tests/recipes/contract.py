@@ -24,6 +24,7 @@ The known-answer fixture is a block structure (the checker-board of implicit's t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, get_args
 
@@ -98,6 +99,20 @@ def block_items(block: int) -> set[int]:
 def user_history(data: TrainingData, user: int) -> IntArray:
     offsets = data.interactions.user_offsets()
     return data.interactions.item[offsets[user] : offsets[user + 1]]
+
+
+def scores_in_each_precision(
+    make: Callable[[bool], Recipe], data: TrainingData, queries: Sequence[Query]
+) -> dict[bool, np.ndarray]:
+    """Scores of a recipe trained in float32 (False) and with bfloat16 products (True),
+    each trained twice: both must be reproducible, and the flag must change the model."""
+    scores = {}
+    for bf16 in (False, True):
+        twice = [make(bf16).fit(data).score_items(queries) for _ in "ab"]
+        np.testing.assert_array_equal(twice[0], twice[1])
+        scores[bf16] = twice[0]
+    assert not np.array_equal(scores[False], scores[True])
+    return scores
 
 
 def contract_queries(data: TrainingData) -> dict[str, Query]:

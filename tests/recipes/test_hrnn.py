@@ -35,7 +35,13 @@ from pertinent.recipes.hrnn import (
 )
 from pertinent.recipes.registry import TRAINABLE
 
-from .contract import ITEMS_PER_BLOCK, RecipeContract, block_data, user_history
+from .contract import (
+    ITEMS_PER_BLOCK,
+    RecipeContract,
+    block_data,
+    scores_in_each_precision,
+    user_history,
+)
 
 # Tiny and quick: the block data needs no more to learn its known answer.
 FAST = HrnnOptions(max_epochs=30, lr=1e-2, validation_users=0, threads=1)
@@ -331,13 +337,7 @@ def test_cold_start_hyperparameters_say_which_items_are_cold(data: TrainingData)
 
 def test_either_precision_is_reproducible_and_honoured(data: TrainingData) -> None:
     queries = [known(data, u) for u in (0, 13)]
-    scores = {}
-    for bf16 in (False, True):
-        options = replace(FAST, bf16=bf16)
-        twice = [make(Hrnn, options).fit(data).score_items(queries) for _ in "ab"]
-        np.testing.assert_array_equal(twice[0], twice[1])
-        scores[bf16] = twice[0]
-    assert not np.array_equal(scores[False], scores[True])
+    scores_in_each_precision(lambda bf16: make(Hrnn, replace(FAST, bf16=bf16)), data, queries)
 
 
 def test_same_seed_identical_scores(data: TrainingData) -> None:

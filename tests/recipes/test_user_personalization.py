@@ -40,7 +40,13 @@ from pertinent.recipes.user_personalization import (
     within_percentiles,
 )
 
-from .contract import ITEMS_PER_BLOCK, RecipeContract, block_data, user_history
+from .contract import (
+    ITEMS_PER_BLOCK,
+    RecipeContract,
+    block_data,
+    scores_in_each_precision,
+    user_history,
+)
 
 # Tiny and quick: the block data needs no more to learn its known answer.
 FAST = TrainingOptions(
@@ -366,15 +372,9 @@ def test_same_seed_identical_scores(data: TrainingData) -> None:
 
 def test_either_precision_is_reproducible_and_honoured(data: TrainingData) -> None:
     queries = [known(data, u) for u in (0, 20)] + [Query()]
-    scores = {}
-    for bf16 in (False, True):
-        options = replace(FAST, bf16=bf16)
-        twice = [make(UserPersonalization, options).fit(data).score_items(queries) for _ in "ab"]
-        np.testing.assert_array_equal(twice[0], twice[1])
-        scores[bf16] = twice[0]
-    # The flag reaches the products (bfloat16 rounds them), and both learn the blocks.
-    assert not np.array_equal(scores[False], scores[True])
-    for rows in scores.values():  # user 0 is in block 0: its items come first
+    make_with = lambda bf16: make(UserPersonalization, replace(FAST, bf16=bf16))  # noqa: E731
+    for rows in scores_in_each_precision(make_with, data, queries).values():
+        # Both learn the blocks: user 0's (block 0) items come first.
         assert set(np.argsort(-rows[0])[:ITEMS_PER_BLOCK].tolist()) == set(range(ITEMS_PER_BLOCK))
 
 
