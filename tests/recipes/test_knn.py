@@ -13,10 +13,10 @@ from pertinent.recipes._als import ALS_ALPHA, ALS_L2, item_factors
 from pertinent.recipes._knn import (
     EASE_L2,
     NEIGHBORS,
-    SESSION_GAP,
     TRANSITION_BACK,
     TRANSITION_DECAY,
     TRANSITION_WEIGHT,
+    VISIT_GAP,
     Builder,
     ItemKNN,
     choose_blend,
@@ -198,12 +198,12 @@ def test_transitions_count_what_follows_within_each_users_sequence() -> None:
 
 
 def test_transitions_with_times_count_only_pairs_within_a_visit() -> None:
-    # One user: 0 -> 1, an evening apart from 2 -> 3; 3 -> 4 exactly SESSION_GAP later.
+    # One user: 0 -> 1, an evening apart from 2 -> 3; 3 -> 4 exactly VISIT_GAP later.
     user = np.zeros(5, dtype=np.int64)
     item = np.arange(5, dtype=np.int64)
     t0 = 1_700_000_000
-    times = np.array([0, 60, 60 + 6 * SESSION_GAP, 120 + 6 * SESSION_GAP, 0], dtype=np.int64)
-    times[4] = times[3] + SESSION_GAP
+    times = np.array([0, 60, 60 + 6 * VISIT_GAP, 120 + 6 * VISIT_GAP, 0], dtype=np.int64)
+    times[4] = times[3] + VISIT_GAP
     knn = ItemKNN.transitions(user, item, np.ones(5, dtype=bool), 5, times + t0)
     back = TRANSITION_BACK
     raw = np.zeros((5, 5))

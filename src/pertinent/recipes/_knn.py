@@ -59,7 +59,9 @@ TRANSITION_GAP = 3
 TRANSITION_BACK = 0.5
 TRANSITION_DECAY = 0.5
 TRANSITION_WEIGHT = 0.5
-SESSION_GAP = 3_600  # seconds: events further apart than this are different visits
+# Seconds: events further apart are different visits (the rules' bound; the HRNN recipes
+# cut their sessions at their own, shorter ``hrnn.VISIT_GAP``).
+VISIT_GAP = 3_600
 
 F32 = npt.NDArray[np.float32]
 
@@ -163,7 +165,7 @@ class ItemKNN:
         ``TRANSITION_BACK`` of that, each item keeping its ``NEIGHBORS`` strongest.
         Co-occurrence (cosine, EASE, iALS) ignores order; the next event depends most on
         the newest one, hence the steep ``TRANSITION_DECAY``. With ``timestamp`` (seconds),
-        a pair more than ``SESSION_GAP`` apart is two visits, not a sequence, and does not
+        a pair more than ``VISIT_GAP`` apart is two visits, not a sequence, and does not
         count (LOO NDCG@10, seeds 0/1/2 on generated data: 0.2554 / 0.2477 / 0.2535
         against 0.2548 / 0.2452 / 0.2534 counting every pair; MovieLens-100K seed 0
         0.1218 against 0.1208; Diginetica, whose users are sessions, unchanged)."""
@@ -175,7 +177,7 @@ class ItemKNN:
         for gap in range(1, TRANSITION_GAP + 1):
             same = u[gap:] == u[:-gap]
             if t is not None:
-                same &= (t[gap:] - t[:-gap]) <= SESSION_GAP
+                same &= (t[gap:] - t[:-gap]) <= VISIT_GAP
             at = np.flatnonzero(same)
             a, b = i[at], i[at + gap]
             src += [a, b]

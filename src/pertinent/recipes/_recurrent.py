@@ -285,8 +285,8 @@ def train(
     q = np.power(data.popularity.astype(np.float64), 0.75)
     q = q / max(q.sum(), 1e-12)
     proposal = torch.from_numpy(q.astype(np.float32)).to(device)
-    log_q = np.log(np.maximum(q * max(cfg.negatives, 1), 1e-12)).astype(np.float32)
-    log_q_t = torch.from_numpy(log_q).to(device)
+    expected = np.maximum(q * max(cfg.negatives, 1), 1e-12)
+    log_q = torch.from_numpy(np.log(expected).astype(np.float32)).to(device)
     cold = torch.from_numpy(data.popularity <= 0).to(device)
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
@@ -330,7 +330,7 @@ def train(
                 lookup = torch.zeros(n_items + 2, dtype=torch.int64, device=device)
                 lookup[cand] = torch.arange(cand.shape[0], device=device)
                 states = net.states(tokens, boundary, vec, lookup[tokens])
-                bias = bias - log_q_t[cand]
+                bias = bias - log_q[cand]
                 label = lookup[target]
                 if future is not None:
                     future = torch.where(future >= 0, lookup[future.clamp_min(0)], -1)

@@ -86,13 +86,14 @@ def catalogue_loss(
     lse = linear_log_sum_exp(q, vec, bias, bf16)
     if extra is not None:
         lse = torch.logaddexp(lse, torch.logsumexp(extra, dim=1))
-    if future is None or future_weight <= 0:
-        picked = (vec[label] * q).sum(1) + bias[label]
-        return lse - picked
-    has = future >= 0
-    # Absent targets point at the label (a finite logit) and are masked out below.
-    idx = torch.cat([label[:, None], torch.where(has, future, label[:, None])], dim=1)
+    idx, has = label[:, None], None
+    if future is not None and future_weight > 0:
+        has = future >= 0
+        # Absent targets point at the label (a finite logit) and are masked out below.
+        idx = torch.cat([idx, torch.where(has, future, idx)], dim=1)
     logits = torch.bmm(vec[idx], q[:, :, None])[:, :, 0] + bias[idx]
     per_row = lse - logits[:, 0]
-    later = torch.where(has, lse[:, None] - logits[:, 1:], 0.0)
-    return per_row + future_weight * later.sum(1) / has.sum(1).clamp_min(1)
+    if has is None:
+        return per_row
+    fut = torch.where(has, lse[:, None] - logits[:, 1:], 0.0)
+    return per_row + future_weight * fut.sum(1) / has.sum(1).clamp_min(1)

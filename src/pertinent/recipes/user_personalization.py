@@ -339,9 +339,8 @@ class _SequenceRecipe(Recipe):
                     knn = ItemKNN.fit(user, item, keep, n_users, n_items)
                     beta = opts.knn_weight
                 elif val_rows.shape[0]:
-                    times = inter.timestamp.astype(np.int64)
                     models = neighbour_models(
-                        user, item, n_users, n_items, data.seed, opts.transitions, times
+                        user, item, n_users, n_items, data.seed, opts.transitions, inter.timestamp
                     )
                     rows = (keep, kept_user[user])
                     knn, beta = _blend(net, tset, models, rows, user, item, device, opts.log)
