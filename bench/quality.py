@@ -230,7 +230,7 @@ def run_dataset(
         "items": data.n_items,
         "interactions": len(data.interactions),
         "loo_users": len(test),
-        "personalize_test_users": len(user_splits[0]),
+        "personalize_test_users": len(user_splits[0]) if user_splits else 0,
     }
     log(f"{name}: {stats}")
     results: list[ModelResult] = []
@@ -309,7 +309,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--personalize-seeds",
         type=int,
         default=None,
-        help="user splits for the Personalize protocol (default: --seeds)",
+        help="user splits for the Personalize protocol (default: --seeds; 0: LOO only)",
     )
     p.add_argument(
         "--light",

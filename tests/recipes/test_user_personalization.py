@@ -26,6 +26,7 @@ from pertinent.recipes.base import (
     WarmStart,
 )
 from pertinent.recipes.registry import TRAINABLE
+from pertinent.recipes.sequential import session_mask
 from pertinent.recipes.user_personalization import (
     UPDATE_EPOCHS,
     PersonalizedRanking,
@@ -307,6 +308,8 @@ def test_serving_encoder_matches_the_training_module(
     model = model if blocks == 1 else two_block_model
     rng = np.random.default_rng(0)
     net = model.net.eval()
+    # Each block's same-session bias was learnt (on by default), so both paths use it.
+    assert all(b.session_bias is not None and bool(b.session_bias.ne(0).all()) for b in net.blocks)
     vec = torch.tensor(model.V)
     for length in (0, 1, 3, 7, 8, 20):  # 8 = max_len: longer histories keep the newest
         history = rng.integers(0, N_WARM, size=length).astype(np.int32)
@@ -320,6 +323,16 @@ def test_serving_encoder_matches_the_training_module(
             )[0, -1].numpy()
         got = model.query_vectors([query])[0]
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_session_mask_groups_tokens_between_long_gaps() -> None:
+    # Buckets: 0 at BOS, then the tokens' gaps; 12 or more opens a session.
+    gaps = torch.tensor([[0, 3, 12, 5, 20, 0], [0, 0, 1, 2, 3, 4]])
+    same = session_mask(gaps, 12)
+    assert same[0, 3].tolist() == [False, False, True, True, False, False]
+    assert same[0, 0].tolist() == [True, True, False, False, False, False]
+    assert same[0, 5].tolist() == [False, False, False, False, True, True]
+    assert bool(same[1].all())
 
 
 def test_unknown_history_items_are_ignored(model: SequentialModel) -> None:

@@ -55,12 +55,22 @@ if TYPE_CHECKING:  # torch loads only with a model: the control plane never need
 
     from pertinent.recipes.sequential import NetConfig, SequentialNet
 
-__all__ = ["GAP_BUCKETS", "ExplorationStats", "SequentialModel", "gap_buckets", "top_k"]
+__all__ = [
+    "GAP_BUCKETS",
+    "SESSION_BUCKET",
+    "ExplorationStats",
+    "SequentialModel",
+    "gap_buckets",
+    "top_k",
+]
 
 LN_EPS = 1e-5
 # Time gaps between consecutive events, in buckets: 0 where unknown (BOS, a user's first
 # event, padding, a request without times), else 1 + floor(log2(1 + seconds)), capped.
 GAP_BUCKETS = 34
+# Gaps from bucket 12 (2,047 s, 34 min) on open a new session for the attention's
+# same-session bias: HRNN's 30-minute rule, rounded up to a bucket edge.
+SESSION_BUCKET = 12
 _FORMAT = "pertinent.sequential"
 _VERSION = 1
 _DAY = 86_400.0
@@ -177,6 +187,9 @@ class SequentialModel(Model):
             }  # fmt: skip
             for i in range(self.cfg.layers)
         ]
+        for i, block in enumerate(self.blocks):
+            if f"blocks.{i}.session_bias" in state:
+                block["session_bias"] = state[f"blocks.{i}.session_bias"]
         self.ln_final = (state["ln_final.weight"], state["ln_final.bias"])
         self.user_bag = _Bag(state, "user_meta", self.encoders["user"])
         self.context_bag = _Bag(state, "context_meta", self.encoders["context"])
@@ -238,6 +251,8 @@ class SequentialModel(Model):
         import torch
         import torch.nn.functional as F
 
+        from pertinent.recipes.sequential import session_mask
+
         cfg = self.cfg
         b, t = tokens.shape
         d, h = cfg.dim, cfg.heads
@@ -254,18 +269,30 @@ class SequentialModel(Model):
                 x += self.gap[torch.from_numpy(gaps)]
             x += self.position[:t]
             rows = torch.arange(b)
+            same = None
+            if cfg.session_bucket and gaps is not None:
+                same = session_mask(torch.from_numpy(gaps), cfg.session_bucket).float()[:, None]
+            causal = torch.full((t, t), float("-inf")).triu(1)
+            seen = torch.where(torch.arange(t)[None, :] <= last[:, None], 0.0, float("-inf"))
             for i, w in enumerate(self.blocks):
                 y = F.layer_norm(x, (d,), w["ln1.weight"], w["ln1.bias"], LN_EPS)
                 qkv = F.linear(y, w["qkv.weight"], w["qkv.bias"]).view(b, -1, 3, h, d // h)
                 q, k, v = (qkv[:, :, j].transpose(1, 2) for j in range(3))
+                bias = w.get("session_bias")
                 if i < len(self.blocks) - 1:
-                    o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                    if same is None or bias is None:
+                        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+                    else:
+                        mask = same * bias[:, None, None] + causal
+                        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
                 else:
                     # Only the last real position's output is used: one query row each,
                     # attending to the positions up to it.
                     q = q[rows, :, last][:, :, None]
-                    seen = torch.arange(t)[None, :] <= last[:, None]
-                    o = F.scaled_dot_product_attention(q, k, v, attn_mask=seen[:, None, None])
+                    mask = seen[:, None, None]
+                    if same is not None and bias is not None:
+                        mask = mask + same[rows, :, last][:, :, None] * bias[:, None, None]
+                    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
                     x = x[rows, last][:, None]
                 o = o.transpose(1, 2).reshape(b, -1, d)
                 x = x + F.linear(o, w["out.weight"], w["out.bias"])

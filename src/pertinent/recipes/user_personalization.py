@@ -45,6 +45,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._inference import (
     GAP_BUCKETS,
+    SESSION_BUCKET,
     ExplorationStats,
     SequentialModel,
     gap_buckets,
@@ -167,6 +168,7 @@ class TrainingOptions:
     horizon: int = 8
     future_weight: float = 0.5
     gaps: bool = True  # tokens carry the time since the previous event
+    sessions: bool = True  # attention learns a same-session bias (needs gaps)
     knn_blend: bool = True
     knn_weight: float | None = None  # a fixed blend weight instead of the tuned one
     transitions: bool = True  # the blend's candidates add what follows the newest items
@@ -298,6 +300,13 @@ class _SequenceRecipe(Recipe):
             context_codes=encoders["context"].n_codes,
             context_numeric=encoders["context"].n_numeric,
             gap_buckets=(previous.gap_buckets if previous else GAP_BUCKETS if opts.gaps else 0),
+            session_bucket=(
+                previous.session_bucket
+                if previous
+                else SESSION_BUCKET
+                if opts.gaps and opts.sessions
+                else 0
+            ),
         )
         device = choose_device(opts.device)
         negatives = default_negatives(n_items) if opts.negatives is None else opts.negatives
