@@ -251,7 +251,7 @@ class SequentialModel(Model):
         import torch
         import torch.nn.functional as F
 
-        from pertinent.recipes.sequential import session_mask
+        from pertinent.recipes.sequential import causal_mask, session_mask
 
         cfg = self.cfg
         b, t = tokens.shape
@@ -272,7 +272,7 @@ class SequentialModel(Model):
             same = None
             if cfg.session_bucket and gaps is not None:
                 same = session_mask(torch.from_numpy(gaps), cfg.session_bucket).float()[:, None]
-            causal = torch.full((t, t), float("-inf")).triu(1)
+            causal = causal_mask(t, torch.device("cpu"))
             seen = torch.where(torch.arange(t)[None, :] <= last[:, None], 0.0, float("-inf"))
             for i, w in enumerate(self.blocks):
                 y = F.layer_norm(x, (d,), w["ln1.weight"], w["ln1.bias"], LN_EPS)

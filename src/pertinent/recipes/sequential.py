@@ -204,7 +204,7 @@ class Block(nn.Module):
         if same is None or self.session_bias is None:
             att = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
         else:
-            mask = same * self.session_bias[:, None, None] + _causal(t, x.device)
+            mask = same * self.session_bias[:, None, None] + causal_mask(t, x.device)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype), dropout_p=p)
         x = x + F.dropout(self.out(att.transpose(1, 2).reshape(b, t, d)), p, self.training)
         y = self.ff2(F.gelu(self.ff1(self.ln2(x)), approximate="tanh"))
@@ -219,7 +219,7 @@ def session_mask(gaps: torch.Tensor, bucket: int) -> torch.Tensor:
     return opened[:, :, None] == opened[:, None, :]
 
 
-def _causal(t: int, device: torch.device) -> torch.Tensor:
+def causal_mask(t: int, device: torch.device) -> torch.Tensor:
     """(T, T) additive causal mask: 0 on and below the diagonal, -inf above."""
     return torch.full((t, t), float("-inf"), device=device).triu(1)
 
