@@ -69,7 +69,8 @@ LN_EPS = 1e-5
 # event, padding, a request without times), else 1 + floor(log2(1 + seconds)), capped.
 GAP_BUCKETS = 34
 # Gaps from bucket 12 (2,047 s, 34 min) on open a new session for the attention's
-# same-session bias: HRNN's 30-minute rule, rounded up to a bucket edge.
+# same-session bias: HRNN's 30-minute rule (``hrnn.SESSION_GAP``), rounded up to a
+# bucket edge.
 SESSION_BUCKET = 12
 _FORMAT = "pertinent.sequential"
 _VERSION = 1
@@ -269,10 +270,10 @@ class SequentialModel(Model):
                 x += self.gap[torch.from_numpy(gaps)]
             x += self.position[:t]
             rows = torch.arange(b)
-            same = None
+            same = causal = None
             if cfg.session_bucket and gaps is not None:
                 same = session_mask(torch.from_numpy(gaps), cfg.session_bucket).float()[:, None]
-            causal = causal_mask(t, torch.device("cpu"))
+                causal = causal_mask(t, torch.device("cpu"))
             seen = torch.where(torch.arange(t)[None, :] <= last[:, None], 0.0, float("-inf"))
             for i, w in enumerate(self.blocks):
                 y = F.layer_norm(x, (d,), w["ln1.weight"], w["ln1.bias"], LN_EPS)
@@ -280,7 +281,7 @@ class SequentialModel(Model):
                 q, k, v = (qkv[:, :, j].transpose(1, 2) for j in range(3))
                 bias = w.get("session_bias")
                 if i < len(self.blocks) - 1:
-                    if same is None or bias is None:
+                    if same is None or causal is None or bias is None:
                         o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
                     else:
                         mask = same * bias[:, None, None] + causal

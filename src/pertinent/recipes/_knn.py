@@ -60,7 +60,7 @@ TRANSITION_BACK = 0.5
 TRANSITION_DECAY = 0.5
 TRANSITION_WEIGHT = 0.5
 # Seconds: events further apart are different visits (the rules' bound; the HRNN recipes
-# cut their sessions at their own, shorter ``hrnn.VISIT_GAP``).
+# cut their sessions at their own, shorter ``hrnn.SESSION_GAP``).
 VISIT_GAP = 3_600
 
 F32 = npt.NDArray[np.float32]
