@@ -18,7 +18,8 @@ d=64 model over 100k items. Training runs one epoch there (PERTINENT_MAX_EPOCHS=
 this measures serving, not quality (bench/quality.py does that). Both are driven at
 each of ``--up-connections`` (4, 8, 16): the server gathers concurrent requests into
 batches (serving/batching.py), so throughput grows and latency with it as more requests
-are in flight; a closed loop's mean latency is connections / throughput.
+are in flight; a closed loop's mean latency is connections / throughput. The same
+home is then served again with two HTTP processes (``PERTINENT_HTTP_PROCESSES=2``).
 
 ``--scenario filter`` serves a popularity-count campaign over ``--up-items`` (100k) items
 with Items metadata, the same requests without a filter and with each kind of filter:
@@ -153,6 +154,15 @@ def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dic
         for c in args.up_connections:
             name = f"GetRecommendations aws-user-personalization ({args.up_items // 1000}k items"
             rows[f"{name}, {c} conns)"] = run_wrk(server, "/", script, args, c)
+    # The same home served by two HTTP processes (PERTINENT_HTTP_PROCESSES): each scores
+    # on its own core, where one process leaves its event loop's core mostly idle.
+    env["PERTINENT_HTTP_PROCESSES"] = "2"
+    with ServerProcess(work / "server-up", env=env, workers=0) as server:
+        # Each process loads the model on its first request, on its own connections.
+        wrk.run_wrk(server.url + "/", server.pid, connections=8, duration=3, script=script)
+        for c in args.up_connections:
+            name = f"GetRecommendations aws-user-personalization, 2 HTTP processes ({c} conns)"
+            rows[name] = run_wrk(server, "/", script, args, c)
     bare = _numpy_server(work, args)
     try:
         for c in args.up_connections:

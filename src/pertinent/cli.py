@@ -36,13 +36,19 @@ def serve(
         int | None,
         typer.Option(help="Job worker processes to start (PERTINENT_WORKERS, default 1)."),
     ] = None,
+    http_processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes answering HTTP on the port (PERTINENT_HTTP_PROCESSES, default 1)."
+        ),
+    ] = None,
     home: HomeOption = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the control plane, runtime and events APIs on one port, with job workers."""
     from pertinent.server import serve as run_server
 
-    settings = _settings(home, workers=workers)
+    settings = _settings(home, workers=workers, http_processes=http_processes)
     typer.echo(f"Pertinent listening on http://{host}:{port}  (data in {settings.home})")
     run_server(settings, host, port, log_level=log_level)
 

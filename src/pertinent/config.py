@@ -17,6 +17,8 @@ SETTINGS_HELP: dict[str, str] = {
     "REGION": "region used when a request carries no SigV4 credential scope (default us-east-1)",
     "S3_ENDPOINT_URL": "endpoint of the S3-compatible store for s3:// data locations",
     "WORKERS": "job worker processes started by `pertinent serve` (default 1; 0 = none)",
+    "HTTP_PROCESSES": "processes answering HTTP on the one port (default 1); each loads the "
+    "models it serves and scores on its own core",
     "POLL_INTERVAL": "seconds an idle worker waits between queue polls (default 0.1)",
     "JOB_LEASE_SECONDS": "a running job whose worker is silent this long is retried (default 60)",
     "JOB_MAX_ATTEMPTS": "attempts before a job whose worker died is failed (default 2)",
@@ -41,6 +43,7 @@ class Settings:
     region: str = "us-east-1"
     s3_endpoint_url: str | None = None
     workers: int = 1
+    http_processes: int = 1
     poll_interval: float = 0.1
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 2
@@ -58,6 +61,7 @@ class Settings:
             region=_env("REGION", "us-east-1") or "us-east-1",
             s3_endpoint_url=_env("S3_ENDPOINT_URL"),
             workers=int(_env("WORKERS", "1") or "1"),
+            http_processes=max(1, int(_env("HTTP_PROCESSES", "1") or "1")),
             poll_interval=float(_env("POLL_INTERVAL", "0.1") or "0.1"),
             job_lease_seconds=float(_env("JOB_LEASE_SECONDS", "60") or "60"),
             job_max_attempts=int(_env("JOB_MAX_ATTEMPTS", "2") or "2"),
@@ -93,6 +97,7 @@ class Settings:
             "PERTINENT_ACCOUNT_ID": self.account_id,
             "PERTINENT_REGION": self.region,
             "PERTINENT_WORKERS": str(self.workers),
+            "PERTINENT_HTTP_PROCESSES": str(self.http_processes),
             "PERTINENT_POLL_INTERVAL": str(self.poll_interval),
             "PERTINENT_JOB_LEASE_SECONDS": str(self.job_lease_seconds),
             "PERTINENT_JOB_MAX_ATTEMPTS": str(self.job_max_attempts),

@@ -12,7 +12,7 @@ from multiprocessing.process import BaseProcess
 
 import uvicorn
 
-from pertinent.api.app import create_app
+from pertinent.api.app import App, create_app
 from pertinent.config import Settings
 from pertinent.jobs.worker import process_main
 from pertinent.store.catalog import Catalog
@@ -63,6 +63,21 @@ def start_workers(settings: Settings, count: int) -> list[BaseProcess]:
     return procs
 
 
+def app_from_env() -> App:
+    """One HTTP process's app, from the settings its parent put in the environment."""
+    app = create_app(Settings.from_env())
+    _freeze()
+    return app
+
+
+def _freeze() -> None:
+    """Everything loaded so far lives as long as the server: moving it out of the
+    collector's generations makes full collections (15-75 ms pauses under load, the
+    PutEvents p99) scan far less (bench/events.py)."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning") -> None:
     if not is_loopback(host):
         raise SystemExit(
@@ -71,13 +86,26 @@ def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning
         )
     prepare(settings)
     workers = start_workers(settings, settings.workers)
-    app = create_app(settings)
-    # Everything loaded so far lives as long as the server: moving it out of the
-    # collector's generations makes full collections (15-75 ms pauses under load, the
-    # PutEvents p99) scan far less (bench/events.py).
-    gc.collect()
-    gc.freeze()
     try:
+        if settings.http_processes > 1:
+            # uvicorn's workers share the socket and each build their app from the
+            # environment; every request-scoped state lives in the catalog, so any
+            # process may answer any request (live events included).
+            os.environ.update(settings.to_env())
+            uvicorn.run(
+                "pertinent.server:app_from_env",
+                factory=True,
+                workers=settings.http_processes,
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+                loop="uvloop",
+                http="httptools",
+            )
+            return
+        app = create_app(settings)
+        _freeze()
         uvicorn.run(
             app,
             host=host,

@@ -7,6 +7,7 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -152,3 +153,31 @@ def test_every_category_pulls_its_visitors(
     }
     assert all(shares[c] >= 3 * rates[c] for c in shares), (shares, rates)
     assert sum(shares.values()) / len(shares) >= 0.5, shares
+
+
+def _spawned(pid: int) -> list[int]:
+    """``pid``'s child processes started by multiprocessing's spawn (not its helpers)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(int(child))
+    return out
+
+
+def test_two_http_processes_share_campaigns_and_events(
+    server: ServerProcess, shop: DemoData, live: dict[str, str]
+) -> None:
+    """PERTINENT_HTTP_PROCESSES=2 on the same home: every request-scoped state is in the
+    catalog, so either process answers any request, an event accepted by one included."""
+    env = {**ENV, "PERTINENT_HTTP_PROCESSES": "2"}
+    with ServerProcess(server.home, env=env, workers=0) as two:
+        assert len(_spawned(two.pid)) == 2
+        visitor = f"visitor-{uuid.uuid4().hex[:12]}"
+        clicks = _clicks(shop, CATEGORY, seed=11)
+        _click(two.client("personalize-events"), live["trackingId"], visitor, clicks, False)
+        shares = []
+        for _ in range(6):  # a new client each time: a new connection either process accepts
+            fresh = two.client("personalize-runtime")
+            shares.append(_share(_recommend(fresh, live["campaign"], visitor), CATEGORY, shop))
+        assert min(shares) >= 0.5, shares

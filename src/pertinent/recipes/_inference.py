@@ -39,6 +39,7 @@ import numpy.typing as npt
 
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._knn import ItemKNN
+from pertinent.recipes._scoring import log_sum_exp, table_product, top_k
 from pertinent.recipes.base import (
     BoolArray,
     Exploration,
@@ -61,7 +62,6 @@ __all__ = [
     "ExplorationStats",
     "SequentialModel",
     "gap_buckets",
-    "top_k",
 ]
 
 LN_EPS = 1e-5
@@ -78,8 +78,6 @@ _DAY = 86_400.0
 _MAX_EXPLORATION_FACTOR = 1e4
 _EXPLORATION_SIGMAS = 3.0
 _SPREAD_SAMPLE = 8192
-_EXP_FLOOR = -80.0  # exp(-80) is a normal float32; below -87 it underflows, slowly
-_BLOCK = 128  # items per block of ``top_k``: the fastest of 64-2048 for 100k items
 
 F32 = npt.NDArray[np.float32]
 
@@ -202,11 +200,11 @@ class SequentialModel(Model):
         self.objective: F32 | None = None
 
     def _set_table(self, vectors: F32, bias: F32) -> None:
-        """The item table, twice: rows ``V``, ``bias`` for numpy's gathers (histories,
-        ranking candidates), and one (d + 1, n) column block, bias last, for scoring: a
+        """The item table, twice: rows ``[V, bias]`` for numpy's gathers (histories,
+        ranking candidates) and OpenBLAS, and a (d + 1, n) column block for MKL: a
         batch's logits are then one sgemm ``[q, 1] @ columns``, a single pass over the
-        memory that bounds serving (1.3 ms for eight 100k x 64 queries against 1.9 ms
-        with the row block)."""
+        memory that bounds serving (on Intel, 1.3 ms for eight 100k x 64 queries against
+        1.9 ms with the row block; ``table_product`` picks)."""
         import torch
 
         d = vectors.shape[1]
@@ -214,6 +212,7 @@ class SequentialModel(Model):
         table[:, :d] = vectors
         table[:, d] = bias
         self._columns = torch.from_numpy(np.ascontiguousarray(table.T))
+        self._table = table
         self._rows = torch.from_numpy(table)[:, :d]  # the encoder's item embeddings
         table.setflags(write=False)
         self.V = table[:, :d]
@@ -360,18 +359,10 @@ class SequentialModel(Model):
         return logits
 
     def _table_logits(self, q1: F32) -> F32:
-        """``q1 @ columns`` by MKL's sgemm (torch), one read of the item table for all rows.
-
-        Reading the table bounds this (100k x 65 floats, 1 ms): eight queries cost
-        little more than one, where a matvec each would cost eight times; numpy's
-        OpenBLAS took 5.5 ms for two rows.
-        """
-        import torch
-
-        with torch.inference_mode():
-            out = torch.mm(torch.from_numpy(q1), self._columns)
-        logits: F32 = out.numpy()
-        return logits
+        """``q1 @ [V, bias].T``: one read of the item table for all rows. Reading the
+        table bounds this where the BLAS is good at the shape (``table_product``):
+        eight queries then cost little more than one."""
+        return table_product(self._table, self._columns, q1)
 
     def _explore(self, logits: torch.Tensor, queries: Sequence[Query]) -> None:
         """Adds each query's exploration bonus to its row of ``logits`` (B, n), in place:
@@ -471,7 +462,7 @@ class SequentialModel(Model):
 
         logits = torch.from_numpy(self._logits(queries))
         # Softmax over the whole catalogue, as Personalize's UP scores (spec §5.1).
-        log_z = _log_sum_exp(logits)
+        log_z = log_sum_exp(logits)
         for row, mask in enumerate(allowed):
             if mask is not None:
                 logits[row].masked_fill_(torch.from_numpy(~mask), float("-inf"))
@@ -591,58 +582,6 @@ class SequentialModel(Model):
             if "objective" in arrays.files:
                 model.apply_objective(arrays["objective"])
             return model
-
-
-def top_k(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.topk(logits, k, dim=1)``'s values, three times faster on wide rows.
-
-    The row is cut into blocks of ``_BLOCK``; every block that holds one of the top k
-    values has a maximum at least the k-th largest block maximum ``t``, and there are k
-    blocks at or above ``t``, so the top k values lie in those k blocks plus the short
-    tail. One cheap pass takes the block maxima; the exact top-k then runs over
-    ``k · _BLOCK`` candidates instead of the catalogue. Among equal values the indices
-    may differ from ``torch.topk``'s, which leaves ties unspecified too (the caller
-    breaks them).
-    """
-    import torch
-
-    b, n = logits.shape
-    blocks = n // _BLOCK
-    if k * _BLOCK * 4 > n or logits.stride(1) != 1:
-        return torch.topk(logits, k, dim=1)
-    body = logits.as_strided((b, blocks, _BLOCK), (logits.stride(0), _BLOCK, 1))
-    best = torch.topk(body.amax(dim=2), k, dim=1).indices
-    picked = body.gather(1, best[:, :, None].expand(b, k, _BLOCK)).reshape(b, k * _BLOCK)
-    values, at = torch.topk(torch.cat([picked, logits[:, blocks * _BLOCK :]], dim=1), k, dim=1)
-    in_body = at < k * _BLOCK
-    block = best.gather(1, torch.where(in_body, at // _BLOCK, 0))
-    index = torch.where(in_body, block * _BLOCK + at % _BLOCK, at + (blocks - k) * _BLOCK)
-    return values, index
-
-
-def _log_sum_exp(logits: torch.Tensor) -> torch.Tensor:
-    """``torch.logsumexp(logits, dim=1)``, a row at a time through one buffer: a 100k
-    row stays in cache between its exp and its sum (0.45 ms for eight rows against
-    0.76 for the whole block at once; torch's own is slower still, its max also finds
-    indices).
-
-    Each row is clamped at ``_EXP_FLOOR`` below its maximum before the exp: float32's
-    exp is several times slower where it underflows (x < -87), and a blended row holds
-    thousands of such items (on the 100k-item serving benchmark the blend widened the
-    rows from 22 below the maximum at most to 163, the median from 15 to 30 below). A
-    clamped term adds at most ``n · e⁻⁸⁰`` to a sum of at least 1: nothing in float32.
-    """
-    import torch
-
-    top = logits.amax(dim=1)
-    top = torch.where(torch.isfinite(top), top, 0.0)
-    sums = torch.empty_like(top)
-    buf = torch.empty(logits.shape[1], dtype=logits.dtype)
-    for row in range(logits.shape[0]):
-        torch.sub(logits[row], top[row], out=buf)
-        buf.clamp_(min=_EXP_FLOOR)
-        sums[row] = torch.exp(buf, out=buf).sum()
-    return top + sums.log()
 
 
 def _empty() -> Ranked:

@@ -48,12 +48,12 @@ from pydantic import Field
 
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._inference import (
-    _EXP_FLOOR,
     _EXPLORATION_SIGMAS,
     _MAX_EXPLORATION_FACTOR,
     _stack,
 )
 from pertinent.recipes._knn import ItemKNN, neighbour_models
+from pertinent.recipes._scoring import _EXP_FLOOR
 from pertinent.recipes.base import (
     BoolArray,
     FloatArray,
@@ -382,7 +382,7 @@ class RecurrentModel(Model):
         logits = self._logits([query])[0]
         items = top_n(logits, n, allowed)
         top = float(logits.max())
-        # Clamped as _log_sum_exp does: exp is slow where it underflows.
+        # Clamped as _scoring's slow log-sum-exp is: exp is slow where it underflows.
         shifted = np.maximum(logits - np.float32(top), np.float32(_EXP_FLOOR))
         log_z = top + float(np.log(np.exp(shifted).sum(dtype=np.float64)))
         scores = np.exp(logits[items].astype(np.float64) - log_z).astype(np.float32)

@@ -1,4 +1,5 @@
-"""``top_k`` (block maxima, then an exact top-k over the winning blocks) against torch."""
+"""Serving's kernels (``_scoring``) against torch and numpy: ``top_k`` (block maxima,
+then an exact top-k over the winning blocks), ``log_sum_exp`` and ``table_product``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pertinent.recipes._inference import _log_sum_exp, top_k
+from pertinent.recipes._scoring import log_sum_exp, table_product, top_k
 
 
 def _check(logits: torch.Tensor, k: int) -> None:
@@ -56,7 +57,7 @@ def test_log_sum_exp_matches_torch() -> None:
     rng = np.random.default_rng(0)
     data = torch.from_numpy((rng.standard_normal((4, 5000)) * 20).astype(np.float32))
     data[1, :100] = float("-inf")
-    assert torch.allclose(_log_sum_exp(data), torch.logsumexp(data, dim=1), rtol=1e-6)
+    assert torch.allclose(log_sum_exp(data), torch.logsumexp(data, dim=1), rtol=1e-6)
 
 
 def test_log_sum_exp_with_items_far_below_the_maximum() -> None:
@@ -66,4 +67,29 @@ def test_log_sum_exp_with_items_far_below_the_maximum() -> None:
     data[0, 7] = 40.0
     data[1, :3] = torch.tensor([30.0, 29.5, -60.0])
     data[2, 100:] = float("-inf")
-    assert torch.allclose(_log_sum_exp(data), torch.logsumexp(data, dim=1), rtol=1e-6)
+    assert torch.allclose(log_sum_exp(data), torch.logsumexp(data, dim=1), rtol=1e-6)
+
+
+def test_log_sum_exp_keeps_finite_rows_beside_a_row_without_any() -> None:
+    # The softmax shortcut gives NaN for a row of -inf; that row alone goes the slow way.
+    data = torch.zeros((3, 1000))
+    data[1] = float("-inf")
+    data[2, :10] = 5.0
+    got = log_sum_exp(data)
+    expected = torch.logsumexp(data, dim=1)
+    assert torch.allclose(got[[0, 2]], expected[[0, 2]], rtol=1e-6)
+    assert bool(torch.isfinite(got[0])) and bool(torch.isfinite(got[2]))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5, 33])
+def test_table_product_is_the_same_product_in_either_blas(batch: int) -> None:
+    # 40,000 items: two whole OpenBLAS chunks and a remainder.
+    rng = np.random.default_rng(batch)
+    table = rng.standard_normal((40_000, 65)).astype(np.float32)
+    columns = torch.from_numpy(np.ascontiguousarray(table.T))
+    q1 = rng.standard_normal((batch, 65)).astype(np.float32)
+    exact = q1.astype(np.float64) @ table.T.astype(np.float64)
+    for openblas in (False, True, None):
+        got = table_product(table, columns, q1, openblas=openblas)
+        assert got.shape == (batch, 40_000) and got.flags.c_contiguous
+        np.testing.assert_allclose(got, exact, rtol=1e-4, atol=1e-4)
