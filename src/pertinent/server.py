@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import socket
 from multiprocessing.process import BaseProcess
+from typing import Any
 
 import uvicorn
 
@@ -86,6 +87,14 @@ def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning
         )
     prepare(settings)
     workers = start_workers(settings, settings.workers)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+    }
     try:
         if settings.http_processes > 1:
             # uvicorn's workers share the socket and each build their app from the
@@ -96,25 +105,12 @@ def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning
                 "pertinent.server:app_from_env",
                 factory=True,
                 workers=settings.http_processes,
-                host=host,
-                port=port,
-                log_level=log_level,
-                access_log=False,
-                loop="uvloop",
-                http="httptools",
+                **options,
             )
             return
         app = create_app(settings)
         _freeze()
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-            loop="uvloop",
-            http="httptools",
-        )
+        uvicorn.run(app, **options)
     finally:
         for p in workers:
             p.terminate()
