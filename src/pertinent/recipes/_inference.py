@@ -272,7 +272,8 @@ class SequentialModel(Model):
             same = causal = None
             if cfg.session_bucket and gaps is not None:
                 same = session_mask(torch.from_numpy(gaps), cfg.session_bucket).float()[:, None]
-                causal = causal_mask(t, torch.device("cpu"))
+                if len(self.blocks) > 1:  # the last block attends from one row, unmasked
+                    causal = causal_mask(t, torch.device("cpu"))
             seen = torch.where(torch.arange(t)[None, :] <= last[:, None], 0.0, float("-inf"))
             for i, w in enumerate(self.blocks):
                 y = F.layer_norm(x, (d,), w["ln1.weight"], w["ln1.bias"], LN_EPS)

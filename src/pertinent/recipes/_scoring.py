@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from pertinent.recipes._cpu import cpu_field
+
 if TYPE_CHECKING:
     import torch
 
@@ -25,22 +27,11 @@ _BLOCK = 128  # items per block of ``top_k``: the fastest of 64-2048 for 100k it
 _EXP_FLOOR = -80.0  # exp(-80) is a normal float32; below -87 it underflows, slowly
 
 
-def _vendor() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            for line in info:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
-
-
 # MKL (torch's BLAS) multiplies a few queries by a tall table near memory speed on
 # Intel CPUs (1.3 ms for eight 100k x 65 queries) but at a third of it elsewhere: on an
 # AMD EPYC 4.0 ms for eight, 5.3 for sixteen, where OpenBLAS (numpy's) took 2.7 and 4.1
 # in ``_row_product``'s shape. A lone query is a matvec, fastest in MKL everywhere.
-_MKL_FAST = _vendor() == "GenuineIntel"
+_MKL_FAST = cpu_field("vendor_id") == "GenuineIntel"
 _ROW_CHUNK = 16384  # items per OpenBLAS call: its (chunk x B) result stays in cache
 _ROW_MAX_BATCH = 64  # serving's batches; evaluation's larger ones keep MKL
 

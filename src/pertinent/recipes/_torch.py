@@ -24,6 +24,8 @@ from contextlib import contextmanager
 
 import torch
 
+from pertinent.recipes._cpu import cpu_field
+
 __all__ = ["choose_device", "fast_bfloat16", "reproducible", "thread_count"]
 
 _DEVICE_ENV = "PERTINENT_DEVICE"
@@ -48,15 +50,7 @@ def fast_bfloat16(device: torch.device) -> bool:
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type != "cpu":
         return False
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
-            for line in info:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
+    return bool(set(cpu_field("flags").split()) & {"avx512_bf16", "amx_bf16"})
 
 
 def thread_count() -> int:
