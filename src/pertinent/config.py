@@ -19,6 +19,8 @@ SETTINGS_HELP: dict[str, str] = {
     "WORKERS": "job worker processes started by `pertinent serve` (default 1; 0 = none)",
     "HTTP_PROCESSES": "processes answering HTTP on the one port (default 1); each loads the "
     "models it serves and scores on its own core",
+    "BATCH_WAIT_MS": "milliseconds a free scoring thread waits under load for a fuller batch "
+    "of GetRecommendations (default 0.7; 0 = none)",
     "POLL_INTERVAL": "seconds an idle worker waits between queue polls (default 0.1)",
     "JOB_LEASE_SECONDS": "a running job whose worker is silent this long is retried (default 60)",
     "JOB_MAX_ATTEMPTS": "attempts before a job whose worker died is failed (default 2)",
@@ -44,6 +46,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     workers: int = 1
     http_processes: int = 1
+    batch_wait_ms: float = 0.7
     poll_interval: float = 0.1
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 2
@@ -62,6 +65,7 @@ class Settings:
             s3_endpoint_url=_env("S3_ENDPOINT_URL"),
             workers=int(_env("WORKERS", "1") or "1"),
             http_processes=max(1, int(_env("HTTP_PROCESSES", "1") or "1")),
+            batch_wait_ms=max(0.0, float(_env("BATCH_WAIT_MS", "0.7") or "0")),
             poll_interval=float(_env("POLL_INTERVAL", "0.1") or "0.1"),
             job_lease_seconds=float(_env("JOB_LEASE_SECONDS", "60") or "60"),
             job_max_attempts=int(_env("JOB_MAX_ATTEMPTS", "2") or "2"),
@@ -98,6 +102,7 @@ class Settings:
             "PERTINENT_REGION": self.region,
             "PERTINENT_WORKERS": str(self.workers),
             "PERTINENT_HTTP_PROCESSES": str(self.http_processes),
+            "PERTINENT_BATCH_WAIT_MS": str(self.batch_wait_ms),
             "PERTINENT_POLL_INTERVAL": str(self.poll_interval),
             "PERTINENT_JOB_LEASE_SECONDS": str(self.job_lease_seconds),
             "PERTINENT_JOB_MAX_ATTEMPTS": str(self.job_max_attempts),

@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import threading
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -16,6 +17,7 @@ import uvicorn
 from pertinent.api.app import App, create_app
 from pertinent.config import Settings
 from pertinent.jobs.worker import process_main
+from pertinent.serving.balance import SLOTS_ENV, Balancer
 from pertinent.store.catalog import Catalog
 
 log = logging.getLogger("pertinent.server")
@@ -66,9 +68,25 @@ def start_workers(settings: Settings, count: int) -> list[BaseProcess]:
 
 def app_from_env() -> App:
     """One HTTP process's app, from the settings its parent put in the environment."""
-    app = create_app(Settings.from_env())
+    settings = Settings.from_env()
+    app = create_app(settings)
+    app.balancer = Balancer.from_env(settings.http_processes)
     _freeze()
+    _warm(app)
     return app
+
+
+def _warm(app: App) -> None:
+    """Loads the ACTIVE campaigns' models beside the first requests (``Runtime.warm``):
+    a process started by a restart, or one of several HTTP processes, answers its
+    first GetRecommendations without loading a model first."""
+    services = app.services
+    threading.Thread(
+        target=services.runtime.warm,
+        args=(services.settings, services.catalog),
+        name="pertinent-warm",
+        daemon=True,
+    ).start()
 
 
 def _freeze() -> None:
@@ -101,15 +119,21 @@ def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning
             # environment; every request-scoped state lives in the catalog, so any
             # process may answer any request (live events included).
             os.environ.update(settings.to_env())
-            uvicorn.run(
-                "pertinent.server:app_from_env",
-                factory=True,
-                workers=settings.http_processes,
-                **options,
-            )
+            slots = settings.home / f".http-slots-{os.getpid()}"
+            os.environ[SLOTS_ENV] = str(slots)
+            try:
+                uvicorn.run(
+                    "pertinent.server:app_from_env",
+                    factory=True,
+                    workers=settings.http_processes,
+                    **options,
+                )
+            finally:
+                slots.unlink(missing_ok=True)
             return
         app = create_app(settings)
         _freeze()
+        _warm(app)
         uvicorn.run(app, **options)
     finally:
         for p in workers:

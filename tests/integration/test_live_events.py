@@ -3,6 +3,8 @@ one category is recommended that category by the very next GetRecommendations.""
 
 from __future__ import annotations
 
+import http.client
+import os
 import random
 import time
 import uuid
@@ -10,10 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import polars as pl
 import pytest
 
+from pertinent.config import Settings
 from pertinent.demo.generate import DemoData, generate
+from pertinent.resources.runtime import Runtime
+from pertinent.store.catalog import Catalog
 from pertinent.testing import (
     ServerProcess,
     create_dataset,
@@ -181,3 +187,62 @@ def test_two_http_processes_share_campaigns_and_events(
             fresh = two.client("personalize-runtime")
             shares.append(_share(_recommend(fresh, live["campaign"], visitor), CATEGORY, shop))
         assert min(shares) >= 0.5, shares
+
+
+def test_a_starting_process_loads_the_active_campaigns_models(
+    server: ServerProcess, pz: Any, live: dict[str, str]
+) -> None:
+    """What `pertinent serve` runs beside its first requests (server._warm), on the
+    module's home: the campaign's model is in the new process's cache before anyone
+    asks for it."""
+    version = pz.describe_campaign(campaignArn=live["campaign"])["campaign"]["solutionVersionArn"]
+    settings = Settings.from_env().with_overrides(home=server.home)
+    runtime = Runtime()
+    assert runtime.warm(settings, Catalog(settings.catalog_url)) >= 1
+    assert version in runtime.models._models
+
+
+def _established(pids: list[int], port: int) -> list[int]:
+    """How many established connections to ``port`` each of ``pids`` holds (/proc)."""
+    inodes: dict[str, int] = {}
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        cols = row.split()
+        if int(cols[1].split(":")[1], 16) == port and cols[3] == "01":
+            inodes[cols[9]] = 0
+    counts = []
+    for pid in pids:
+        held = 0
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held += 1
+        counts.append(held)
+    return sorted(counts)
+
+
+def test_two_http_processes_even_out_a_pool_of_keep_alive_connections(
+    server: ServerProcess, live: dict[str, str]
+) -> None:
+    """A client's pool of eight keep-alive connections ends up four and four: the process
+    holding more asks some to reconnect (serving/balance.py)."""
+    env = {**ENV, "PERTINENT_HTTP_PROCESSES": "2"}
+    with ServerProcess(server.home, env=env, workers=0) as two:
+        pids = _spawned(two.pid)
+        body = orjson.dumps({"campaignArn": live["campaign"], "userId": "u1", "numResults": 5})
+        pool = [http.client.HTTPConnection("127.0.0.1", two.port) for _ in range(8)]
+        split: list[int] = []
+        for _ in range(200):
+            for conn in pool:
+                conn.request("POST", "/recommendations", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                assert response.status == 200, response.read()
+                response.read()
+            split = _established(pids, two.port)
+            if split == [4, 4]:
+                break
+        for conn in pool:
+            conn.close()
+        assert split == [4, 4]

@@ -135,3 +135,46 @@ def test_models_that_do_not_batch_are_answered_on_the_loop(model: Model) -> None
     plain.release.set()
     asyncio.run(batching.recommend(plain, query(1), 3))
     assert plain not in batching._batchers
+
+
+def test_a_freed_runner_waits_for_the_clients_it_just_answered(model: Model) -> None:
+    held = Held(model)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        batcher = Batcher(held, loop, runners=1, wait=5.0)
+        started = loop.time()
+        first = asyncio.ensure_future(batcher.recommend(query(0), 5, None))
+        await _until(held.entered.is_set)  # a quiet server scores at once
+        assert loop.time() - started < 1.0
+        rest = [asyncio.ensure_future(batcher.recommend(query(u), 5, None)) for u in (1, 2)]
+        await _until(lambda: len(batcher.pending) == 2)
+        held.release.set()
+        await first
+        assert held.sizes == [1]  # the two queued wait for the first's client ...
+        back = asyncio.ensure_future(batcher.recommend(query(3), 5, None))
+        await asyncio.gather(*rest, back)  # ... and all three run as one batch, unwaited
+        assert held.sizes == [1, 3] and loop.time() - started < 4.0
+
+    asyncio.run(scenario())
+
+
+def test_the_wait_is_bounded_and_a_quiet_server_does_not_wait(model: Model) -> None:
+    held = Held(model)
+    held.release.set()
+
+    async def timed(batcher: Batcher, user: int) -> float:
+        started = batcher.loop.time()
+        await batcher.recommend(query(user), 5, None)
+        return batcher.loop.time() - started
+
+    async def scenario() -> None:
+        batcher = Batcher(held, asyncio.get_running_loop(), runners=1, wait=0.05)
+        # The second queues behind the first; the first's client never comes back, so
+        # the second runs alone once the wait is over.
+        _, second = await asyncio.gather(timed(batcher, 0), timed(batcher, 1))
+        assert held.sizes == [1, 1] and second >= 0.05
+        await asyncio.sleep(0.6)  # past ten waits: the server is quiet
+        assert await timed(batcher, 2) < 0.04
+
+    asyncio.run(scenario())

@@ -36,6 +36,7 @@ from pertinent.resources._common import Context
 from pertinent.resources.actions import put_action_interactions, put_actions
 from pertinent.resources.events import EventsService, put_events, put_items, put_users
 from pertinent.resources.runtime import Runtime, get_personalized_ranking, get_recommendations
+from pertinent.serving.balance import Balancer
 from pertinent.store.catalog import Catalog
 from pertinent.store.eventlog import GroupCommitWriter
 
@@ -189,6 +190,7 @@ class App:
         self.services = services
         self.fallback = fallback
         self.state = fallback.state
+        self.balancer: Balancer | None = None  # set where several processes share the port
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -227,6 +229,8 @@ class App:
             body = b'{"__type":"InternalFailure","message":"Internal server error."}'
             status = 500
             extra.append((b"x-amzn-errortype", b"InternalFailure"))
+        if self.balancer is not None and self.balancer.should_close(scope.get("client")):
+            extra.append((b"connection", b"close"))
         await send(_json_response(status, body, extra))
         await send({"type": "http.response.body", "body": body})
 
