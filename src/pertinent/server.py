@@ -8,8 +8,10 @@ import logging
 import multiprocessing
 import os
 import socket
+import tempfile
 import threading
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -119,8 +121,12 @@ def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning
             # environment; every request-scoped state lives in the catalog, so any
             # process may answer any request (live events included).
             os.environ.update(settings.to_env())
-            slots = settings.home / f".http-slots-{os.getpid()}"
-            os.environ[SLOTS_ENV] = str(slots)
+            # In the machine's temp directory, not the home: a home shared by several
+            # machines must not share their processes' connection counts.
+            handle, name = tempfile.mkstemp(prefix="pertinent-http-slots-")
+            os.close(handle)
+            slots = Path(name)
+            os.environ[SLOTS_ENV] = name
             try:
                 uvicorn.run(
                     "pertinent.server:app_from_env",

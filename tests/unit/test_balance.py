@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from pertinent.serving.balance import Balancer
+import pytest
+
+from pertinent.serving.balance import SLOTS_ENV, Balancer
 
 
 def test_the_process_with_more_than_its_share_closes_until_even(tmp_path: Path) -> None:
@@ -58,3 +60,14 @@ def test_each_process_claims_its_own_slot(tmp_path: Path) -> None:
     for p in procs:
         p.wait()
     assert slots == [0, 1, 2]
+
+
+def test_a_process_that_cannot_balance_still_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SLOTS_ENV, str(tmp_path / "missing" / "slots"))
+    assert Balancer.from_env(2) is None  # the file cannot be opened: no balancing
+    monkeypatch.setenv(SLOTS_ENV, str(tmp_path / "slots"))
+    assert Balancer.from_env(1) is None  # one process has nobody to balance with
+    found = Balancer.from_env(2)
+    assert found is not None and found.slot == 0

@@ -17,6 +17,7 @@ HTTP clients reconnect on their own (botocore, urllib3, wrk), so nobody sees an 
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import mmap
 import os
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["SLOTS_ENV", "Balancer"]
+
+log = logging.getLogger("pertinent.serving")
 
 SLOTS_ENV = "PERTINENT_HTTP_SLOTS"  # set by `pertinent serve` for its HTTP processes
 _SLOT = struct.Struct("<dq")  # when written (epoch seconds), clients served
@@ -61,7 +64,14 @@ class Balancer:
     @classmethod
     def from_env(cls, processes: int) -> Balancer | None:
         path = os.environ.get(SLOTS_ENV)
-        return cls(Path(path), processes) if path and processes > 1 else None
+        if not path or processes < 2:
+            return None
+        try:
+            return cls(Path(path), processes)
+        except (OSError, RuntimeError):
+            # Answering unbalanced beats not answering: the connections still work.
+            log.warning("keep-alive balancing is off in this process", exc_info=True)
+            return None
 
     def _claim(self) -> int:
         """The first slot no live process holds: its byte range is locked for as long as
