@@ -20,7 +20,7 @@ SETTINGS_HELP: dict[str, str] = {
     "HTTP_PROCESSES": "processes answering HTTP on the one port (default 1); each loads the "
     "models it serves and scores on its own core",
     "BATCH_WAIT_MS": "milliseconds a free scoring thread waits under load for a fuller batch "
-    "of GetRecommendations (default 0.7; 0 = none)",
+    "of GetRecommendations (default 1, at most 50; 0 = none)",
     "POLL_INTERVAL": "seconds an idle worker waits between queue polls (default 0.1)",
     "JOB_LEASE_SECONDS": "a running job whose worker is silent this long is retried (default 60)",
     "JOB_MAX_ATTEMPTS": "attempts before a job whose worker died is failed (default 2)",
@@ -37,6 +37,13 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"PERTINENT_{name}", default)
 
 
+def _batch_wait_ms(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 50.0:  # NaN fails too: a request must never wait unboundedly
+        raise ValueError(f"PERTINENT_BATCH_WAIT_MS must be between 0 and 50, not {raw}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = field(default_factory=lambda: Path("pertinent-data"))
@@ -46,7 +53,7 @@ class Settings:
     s3_endpoint_url: str | None = None
     workers: int = 1
     http_processes: int = 1
-    batch_wait_ms: float = 0.7
+    batch_wait_ms: float = 1.0
     poll_interval: float = 0.1
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 2
@@ -65,7 +72,7 @@ class Settings:
             s3_endpoint_url=_env("S3_ENDPOINT_URL"),
             workers=int(_env("WORKERS", "1") or "1"),
             http_processes=max(1, int(_env("HTTP_PROCESSES", "1") or "1")),
-            batch_wait_ms=max(0.0, float(_env("BATCH_WAIT_MS", "0.7") or "0")),
+            batch_wait_ms=_batch_wait_ms(_env("BATCH_WAIT_MS") or "1"),
             poll_interval=float(_env("POLL_INTERVAL", "0.1") or "0.1"),
             job_lease_seconds=float(_env("JOB_LEASE_SECONDS", "60") or "60"),
             job_max_attempts=int(_env("JOB_MAX_ATTEMPTS", "2") or "2"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -151,7 +153,7 @@ def test_a_freed_runner_waits_for_the_clients_it_just_answered(model: Model) -> 
         await _until(lambda: len(batcher.pending) == 2)
         held.release.set()
         await first
-        assert held.sizes == [1]  # the two queued wait for the first's client ...
+        assert batcher.batches == 1  # the two queued wait for the first's client ...
         back = asyncio.ensure_future(batcher.recommend(query(3), 5, None))
         await asyncio.gather(*rest, back)  # ... and all three run as one batch, unwaited
         assert held.sizes == [1, 3] and loop.time() - started < 4.0
@@ -161,7 +163,6 @@ def test_a_freed_runner_waits_for_the_clients_it_just_answered(model: Model) -> 
 
 def test_the_wait_is_bounded_and_a_quiet_server_does_not_wait(model: Model) -> None:
     held = Held(model)
-    held.release.set()
 
     async def timed(batcher: Batcher, user: int) -> float:
         started = batcher.loop.time()
@@ -169,12 +170,54 @@ def test_the_wait_is_bounded_and_a_quiet_server_does_not_wait(model: Model) -> N
         return batcher.loop.time() - started
 
     async def scenario() -> None:
-        batcher = Batcher(held, asyncio.get_running_loop(), runners=1, wait=0.05)
-        # The second queues behind the first; the first's client never comes back, so
-        # the second runs alone once the wait is over.
-        _, second = await asyncio.gather(timed(batcher, 0), timed(batcher, 1))
-        assert held.sizes == [1, 1] and second >= 0.05
-        await asyncio.sleep(0.6)  # past ten waits: the server is quiet
-        assert await timed(batcher, 2) < 0.04
+        batcher = Batcher(held, asyncio.get_running_loop(), runners=1, wait=0.2)
+        first = asyncio.ensure_future(timed(batcher, 0))
+        await _until(held.entered.is_set)
+        rest = [asyncio.ensure_future(timed(batcher, u)) for u in (1, 2)]
+        await _until(lambda: len(batcher.pending) == 2)
+        held.release.set()
+        # The two queued wait for the first's client, which never comes back: they run
+        # together once the wait is over.
+        waited = await asyncio.gather(*rest)
+        await first
+        assert held.sizes == [1, 2] and min(waited) >= 0.2
+        # Without the quiet rule a lone request would now wait for two more (the batch
+        # just answered); answered more than ten waits ago, it runs at once.
+        await asyncio.sleep(2.1)
+        assert await timed(batcher, 3) < 0.15
+        assert held.sizes == [1, 2, 1]
 
     asyncio.run(scenario())
+
+
+def test_no_wait_when_the_wait_is_zero(model: Model) -> None:
+    held = Held(model)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        batcher = Batcher(held, loop, runners=1, wait=0.0)
+        first = asyncio.ensure_future(batcher.recommend(query(0), 5, None))
+        await _until(held.entered.is_set)
+        rest = [asyncio.ensure_future(batcher.recommend(query(u), 5, None)) for u in (1, 2)]
+        await _until(lambda: len(batcher.pending) == 2)
+        held.release.set()
+        await first
+        assert batcher.batches == 2  # launched as the first batch ended, not later
+        await asyncio.gather(*rest)
+        assert held.sizes == [1, 2]
+
+    asyncio.run(scenario())
+
+
+def test_a_batcher_does_not_keep_its_model_alive(model: Model) -> None:
+    async def scenario(held: Held) -> None:
+        await batching.recommend(held, query(1), 3)
+
+    held = Held(model)
+    held.release.set()
+    asyncio.run(scenario(held))
+    assert held in batching._batchers
+    alive = weakref.ref(held)
+    del held
+    gc.collect()
+    assert alive() is None

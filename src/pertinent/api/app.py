@@ -229,10 +229,18 @@ class App:
             body = b'{"__type":"InternalFailure","message":"Internal server error."}'
             status = 500
             extra.append((b"x-amzn-errortype", b"InternalFailure"))
-        if self.balancer is not None and self.balancer.should_close(scope.get("client")):
+        if self.balancer is not None and self._rebalance(scope.get("client")):
             extra.append((b"connection", b"close"))
         await send(_json_response(status, body, extra))
         await send({"type": "http.response.body", "body": body})
+
+    def _rebalance(self, client: Any) -> bool:
+        assert self.balancer is not None
+        try:
+            return self.balancer.should_close(client)
+        except Exception:  # the answer matters more than the balance
+            log.exception("keep-alive balancing failed")
+            return False
 
 
 async def health(request: Request) -> Response:

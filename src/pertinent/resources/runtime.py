@@ -77,10 +77,14 @@ class Runtime:
         """Loads the models of the newest ACTIVE campaigns, as many as the cache holds, so
         that a process's first request to a campaign does not wait for its model (1.3 s
         for a 100k-item user-personalization model, torch's import included). Returns
-        how many it loaded; one that fails to load is left to the request path to report.
+        how many it loaded; what fails is logged and left to the request path to report.
         """
-        with catalog.read() as conn:
-            campaigns = Catalog.children(conn, kind="campaign", statuses=(ACTIVE,))
+        try:
+            with catalog.read() as conn:
+                campaigns = Catalog.children(conn, kind="campaign", statuses=(ACTIVE,))
+        except Exception:
+            log.warning("could not list the campaigns to preload", exc_info=True)
+            return 0
         serving = (c.doc.get("_servingVersionArn") for c in campaigns)
         versions = list(dict.fromkeys(str(v) for v in serving if v))
         loaded = 0

@@ -7,11 +7,12 @@ more of them answers slower while the other idles. A client that keeps a pool of
 connections to the recommender (an application server, a load generator) makes exactly
 that burst.
 
-Each process publishes in its own slot of a small shared file how many clients it
-served in the last second; one that serves more than its fair share,
-``ceil(total / processes)``, answers one of them with ``Connection: close``, and that
-client's reconnect lands wherever the kernel puts it. A few rounds even the split out.
-HTTP clients reconnect on their own (botocore, urllib3, wrk), so nobody sees an error.
+Each process publishes, in its own slot of a small shared file, how many clients it
+served in the last second, with a heartbeat that says it is alive even when it serves
+nobody. One that serves more than its fair share, ``ceil(total / live processes)``,
+answers one of them with ``Connection: close``, and that client's reconnect lands
+wherever the kernel puts it: a few rounds even the split out. HTTP clients reconnect
+on their own (botocore, urllib3, wrk), so nobody sees an error.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 import mmap
 import os
 import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,17 @@ __all__ = ["SLOTS_ENV", "Balancer"]
 log = logging.getLogger("pertinent.serving")
 
 SLOTS_ENV = "PERTINENT_HTTP_SLOTS"  # set by `pertinent serve` for its HTTP processes
-_SLOT = struct.Struct("<dq")  # when written (epoch seconds), clients served
+# (when, clients served): ``when`` is CLOCK_MONOTONIC, one clock for every process of
+# the machine, so a step of the wall clock cannot make a live slot look stale.
+_SLOT = struct.Struct("<dq")
 WINDOW = 1.0  # seconds a client counts as connected after its last request
 EVERY = 0.05  # seconds between two looks at the other processes
+BEAT = 0.25  # seconds between heartbeats; a slot silent for 4 beats is a dead process
 
 
 class Balancer:
-    """One HTTP process's view of the shared slots."""
+    """One HTTP process's view of the shared slots. ``should_close`` runs on the event
+    loop; the heartbeat thread only writes this process's slot."""
 
     def __init__(
         self,
@@ -47,19 +53,32 @@ class Balancer:
         slot: int | None = None,
         window: float = WINDOW,
         every: float = EVERY,
+        beat: float | None = BEAT,
     ) -> None:
         self.processes = processes
         self.window = window
         self.every = every
         size = processes * _SLOT.size
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        if os.fstat(self._fd).st_size < size:
-            os.ftruncate(self._fd, size)
-        self._map = mmap.mmap(self._fd, size)
+        try:
+            if os.fstat(self._fd).st_size < size:
+                os.ftruncate(self._fd, size)
+            self._map = mmap.mmap(self._fd, size)
+        except OSError:
+            os.close(self._fd)
+            raise
         self.slot = self._claim() if slot is None else slot
+        self._claimed_at = time.monotonic()
         self._seen: dict[Any, float] = {}  # client -> when last served
         self._closed: dict[Any, float] = {}  # client -> when told to reconnect
         self._looked = 0.0
+        self._count = 0  # clients served in the last window, as of ``_counted_at``
+        self._counted_at = 0.0
+        self._publish()
+        if beat is not None:
+            threading.Thread(
+                target=self._beat, args=(beat,), name="pertinent-beat", daemon=True
+            ).start()
 
     @classmethod
     def from_env(cls, processes: int) -> Balancer | None:
@@ -68,21 +87,23 @@ class Balancer:
             return None
         try:
             return cls(Path(path), processes)
-        except (OSError, RuntimeError):
+        except OSError:
             # Answering unbalanced beats not answering: the connections still work.
             log.warning("keep-alive balancing is off in this process", exc_info=True)
             return None
 
-    def _claim(self) -> int:
-        """The first slot no live process holds: its byte range is locked for as long as
-        this process lives, so a process that uvicorn restarts takes the dead one's."""
+    def _claim(self) -> int | None:
+        """The first slot no live process holds: its byte range stays locked while this
+        process lives, so a process that uvicorn restarts takes the dead one's. None when
+        all are held (a restart starts the new process before the old one stops):
+        ``should_close`` tries again every second."""
         for slot in range(self.processes):
             try:
                 fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, _SLOT.size, slot * _SLOT.size)
             except OSError:
                 continue
             return slot
-        raise RuntimeError(f"all {self.processes} HTTP process slots are taken")
+        return None
 
     def should_close(self, client: Any) -> bool:
         """Notes that ``client`` was just served; True when its connection should close."""
@@ -91,29 +112,44 @@ class Balancer:
         if now - self._looked < self.every:
             return False
         self._looked = now
+        if self.slot is None:
+            if now - self._claimed_at < 1.0:
+                return False
+            self._claimed_at = now
+            self.slot = self._claim()
+            if self.slot is None:
+                return False
         for seen in (self._seen, self._closed):
             for c in [c for c, at in seen.items() if now - at > self.window]:
                 del seen[c]
         mine = len(self._seen)
-        wall = time.time()
-        self._publish(wall, mine)
+        self._count, self._counted_at = mine, now
+        self._publish()
         # A client told to reconnect is about to come back, here or elsewhere: it still
         # counts in the total, or this process would close its way below its share.
-        total = len(self._closed)
+        total, live = len(self._closed), 0
         for slot in range(self.processes):
             at, count = _SLOT.unpack_from(self._map, slot * _SLOT.size)
-            if wall - at <= self.window:  # a process that died or idles counts nothing
+            if now - at <= 4 * BEAT:
+                live += 1
                 total += count
-        if mine <= math.ceil(total / self.processes):
+        if mine <= math.ceil(total / max(live, 1)):
             return False
         del self._seen[client]
         self._closed[client] = now
-        self._publish(wall, mine - 1)
+        self._count = mine - 1
+        self._publish()
         return True
 
-    def _publish(self, wall: float, count: int) -> None:
-        _SLOT.pack_into(self._map, self.slot * _SLOT.size, wall, count)
+    def _publish(self) -> None:
+        if self.slot is None:
+            return
+        now = time.monotonic()
+        # A process nobody asked for a window has no clients, whatever it last counted.
+        count = self._count if now - self._counted_at <= self.window else 0
+        _SLOT.pack_into(self._map, self.slot * _SLOT.size, now, count)
 
-    def close(self) -> None:
-        self._map.close()
-        os.close(self._fd)
+    def _beat(self, every: float) -> None:
+        while True:
+            time.sleep(every)
+            self._publish()

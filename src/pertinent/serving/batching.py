@@ -13,10 +13,12 @@ Under load a batch's clients come back together: each gets its answer, sends its
 request, and that request is parsed a fraction of a millisecond later. Launched at once,
 the next batch would take only the first of them and the rest would queue behind it, so
 batches settled at half the requests in flight, each paying the whole read of the table.
-A runner that frees up therefore waits up to ``PERTINENT_BATCH_WAIT_MS`` (0.7 ms) for as
-many requests as the batch it just answered, as Triton's dynamic batcher and
-TF-Serving's ``batch_timeout_micros`` wait for a fuller batch. A request that finds the
-server quiet (no batch answered within the last ten waits) is scored at once.
+A runner that frees up therefore waits up to ``PERTINENT_BATCH_WAIT_MS`` (1 ms) until the
+queue holds as many requests as the batch it just answered plus those already queued,
+as Triton's dynamic batcher and TF-Serving's ``batch_timeout_micros`` wait for a fuller
+batch. A request that finds the server quiet (no batch answered within the last ten
+waits) is scored at once. uvloop's timers count whole milliseconds: 0.7 waits 1 ms and
+anything under 0.5 one turn of the loop.
 
 Running request handlers in a thread pool instead was tried: sixteen threads taking
 turns at the GIL left batches of two and one busy core.
@@ -42,8 +44,9 @@ MAX_BATCH = 32
 # 13.8 ms, the same throughput at 16; two runners fought over the GIL and the memory
 # bus, each batch taking twice its CPU time in wall time.
 RUNNERS = max(1, (os.cpu_count() or 2) - 1)
-# 0.7 ms: at 8 connections on 2 cores (two HTTP processes) 1,078-1,195 req/s against
-# 830-865 without the wait, p50 6.3-7.0 against 10.2 ms; 0.4 gained little, 1.5 no more.
+# 1 ms: bench/serve.py --scenario up on 2 cores went from 434 / 475 to 559 / 727 req/s
+# at 4 / 8 connections (one process) and from 705 / 883 to 811 / 1,265 (two); a timer
+# of under 0.5 ms (no wait under uvloop) gained little, 2 ms no more.
 WAIT = Settings.from_env().batch_wait_ms / 1000.0
 _RETURN_WAITS = 10  # a batch answered this many waits ago is the server under load
 
@@ -99,7 +102,10 @@ class Batcher:
         max_batch: int = MAX_BATCH,
         wait: float = WAIT,
     ) -> None:
-        self.model = model
+        # Weakly: ``_batchers`` is keyed weakly by the model, and a strong reference
+        # from its value would keep every model ever served (each reload, each copy
+        # with new items) alive. A request awaiting its answer holds the model.
+        self._model = weakref.ref(model)
         self.loop = loop
         self.runners = runners
         self.max_batch = max_batch
@@ -125,7 +131,7 @@ class Batcher:
         # Its clients' next requests come back within a few milliseconds (the answers
         # go out, the next requests are parsed, on this loop): 0.7 ms was too short.
         fresh = self.loop.time() - self._answered_at <= _RETURN_WAITS * self.wait
-        if not fresh or len(self.pending) >= min(self._expect, self.max_batch):
+        if self.wait <= 0 or not fresh or len(self.pending) >= min(self._expect, self.max_batch):
             self._launch()
         elif self._timer is None:
             self._timer = self.loop.call_later(self.wait, self._waited)
@@ -141,10 +147,12 @@ class Batcher:
             self._timer = None
         batch = self.pending[: self.max_batch]
         del self.pending[: self.max_batch]
+        model = self._model()
+        assert model is not None  # the queued requests' handlers hold it
         self._running += 1
         self.batches += 1
         self.requests += len(batch)
-        work = self.loop.run_in_executor(_executor, _answer, self.model, batch)
+        work = self.loop.run_in_executor(_executor, _answer, model, batch)
         work.add_done_callback(lambda _: self._finished(batch))
 
     def _finished(self, batch: Sequence[_Call]) -> None:
