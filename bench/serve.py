@@ -8,11 +8,13 @@ both recorded, since on a 2-core box the load generator competes with the server
 
     .venv/bin/python bench/serve.py [--duration 10] [--connections 16]
     .venv/bin/python bench/serve.py --scenario up   # user-personalization, 100k items
+    .venv/bin/python bench/serve.py --scenario up --up-recipe aws-hrnn   # the legacy HRNN
     .venv/bin/python bench/serve.py --scenario filter   # filters on a 100k-item catalogue
     ... --pause-pid PID   # SIGSTOP another process (a long benchmark) while timing
 
-``--scenario up`` trains aws-user-personalization (hidden_dimension 64) on a generated
-catalogue of ``--up-items`` (100k) items and drives it beside bench/numpy_server.py, a
+``--scenario up`` trains aws-user-personalization (or ``--up-recipe``; hidden_dimension
+64) on a generated catalogue of ``--up-items`` (100k) items and drives it beside
+bench/numpy_server.py, a
 bare uvicorn + numpy scorer of the same size and width: the floor for answering with a
 d=64 model over 100k items. Training runs one epoch there (PERTINENT_MAX_EPOCHS=1):
 this measures serving, not quality (bench/quality.py does that). Both are driven at
@@ -115,7 +117,7 @@ def setup_up(server: ServerProcess, work: Path, args: argparse.Namespace) -> dic
     pz = server.client("personalize")
     group = _shop_group(pz, "bench-serve-up", data)
     config = {"algorithmHyperParameters": {"hidden_dimension": "64"}}
-    version = train(pz, group, "bench-up", "aws-user-personalization", config, timeout=3600)
+    version = train(pz, group, "bench-up", args.up_recipe, config, timeout=3600)
     assert version["status"] == "ACTIVE", version
     campaign = deploy(pz, "bench-up", version["solutionVersionArn"])
     return {"campaign": campaign, "users": list(data.user_taste)}
@@ -152,7 +154,7 @@ def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dic
         # Batching trades latency for throughput with the number of requests in flight:
         # each connection count is its own closed-loop run.
         for c in args.up_connections:
-            name = f"GetRecommendations aws-user-personalization ({args.up_items // 1000}k items"
+            name = f"GetRecommendations {args.up_recipe} ({args.up_items // 1000}k items"
             rows[f"{name}, {c} conns)"] = run_wrk(server, "/", script, args, c)
     # The same home served by two HTTP processes (PERTINENT_HTTP_PROCESSES): each scores
     # on its own core, where one process leaves its event loop's core mostly idle.
@@ -163,7 +165,7 @@ def run_up(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> dic
         # connection, and load the model inside a timed run, a 1.3 s stall at p99.)
         wrk.run_wrk(server.url + "/", server.pid, connections=16, duration=6, script=script)
         for c in args.up_connections:
-            name = f"GetRecommendations aws-user-personalization, 2 HTTP processes ({c} conns)"
+            name = f"GetRecommendations {args.up_recipe}, 2 HTTP processes ({c} conns)"
             rows[name] = run_wrk(server, "/", script, args, c)
     bare = _numpy_server(work, args)
     try:
@@ -273,6 +275,7 @@ def main() -> None:
     parser.add_argument("--up-items", type=int, default=100_000)
     parser.add_argument("--up-users", type=int, default=20_000)
     parser.add_argument("--up-connections", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--up-recipe", default="aws-user-personalization")
     parser.add_argument("--filter-connections", type=int, nargs="+", default=[1, 16])
     parser.add_argument(
         "--pause-pid",
@@ -296,7 +299,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
         return
     if args.scenario == "up":
-        _report(run_up(args, work, results), results, "serve_up.json", "/ping (HTTP floor)")
+        up = args.up_recipe.removeprefix("aws-")
+        out = "serve_up.json" if up == "user-personalization" else f"serve_up_{up}.json"
+        _report(run_up(args, work, results), results, out, "/ping (HTTP floor)")
         shutil.rmtree(work, ignore_errors=True)
         return
     with ServerProcess(work / "server") as server:

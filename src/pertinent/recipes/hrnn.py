@@ -53,7 +53,7 @@ from pertinent.recipes._inference import (
     _stack,
 )
 from pertinent.recipes._knn import ItemKNN, neighbour_models
-from pertinent.recipes._scoring import _EXP_FLOOR
+from pertinent.recipes._scoring import _EXP_FLOOR, _ROW_MAX_BATCH, _row_product
 from pertinent.recipes.base import (
     BoolArray,
     FloatArray,
@@ -162,6 +162,10 @@ def _gru(gi: F32, h: F32, w_hh: F32, b_hh: F32) -> F32:
 
 class RecurrentModel(Model):
     """A trained HRNN, answering from numpy arrays. One class serves the three recipes."""
+
+    # Concurrent requests share one read of the item table (``q @ V.T``) on a scoring
+    # thread, where one at a time each read it alone on the server's event loop.
+    batches = True
 
     def __init__(
         self,
@@ -305,7 +309,13 @@ class RecurrentModel(Model):
 
     def _logits(self, queries: Sequence[Query]) -> F32:
         q = self.query_vectors(queries)
-        logits: F32 = (self.V @ q[0])[None] if len(queries) == 1 else q @ self.V.T
+        b = len(queries)
+        if b == 1:
+            logits: F32 = (self.V @ q[0])[None]
+        elif b <= _ROW_MAX_BATCH:  # serving's batches: ``q @ V.T`` ran them as slow as b matvecs
+            logits = _row_product(self.V, np.ascontiguousarray(q, dtype=np.float32))
+        else:
+            logits = q @ self.V.T
         logits += self.bias
         if self.knn is not None:
             knn = self.knn.scores([x.history for x in queries])
@@ -377,9 +387,22 @@ class RecurrentModel(Model):
     # --- the Model interface ----------------------------------------------------------
 
     def recommend(self, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
+        return self.recommend_many([query], [n], [allowed])[0]
+
+    def recommend_many(
+        self, queries: Sequence[Query], n: Sequence[int], allowed: Sequence[BoolArray | None]
+    ) -> list[Ranked]:
+        if not queries:
+            return []
+        logits = self._logits(queries)
+        return [
+            self._ranked(logits[row], k, mask)
+            for row, (k, mask) in enumerate(zip(n, allowed, strict=True))
+        ]
+
+    def _ranked(self, logits: F32, n: int, allowed: BoolArray | None) -> Ranked:
         if n <= 0:
             return Ranked(items=np.empty(0, dtype=np.int32), scores=np.empty(0, dtype=np.float32))
-        logits = self._logits([query])[0]
         items = top_n(logits, n, allowed)
         top = float(logits.max())
         # Clamped as _scoring's slow log-sum-exp is: exp is slow where it underflows.
