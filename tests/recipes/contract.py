@@ -279,6 +279,32 @@ class RecipeContract:
         for query in contract_queries(data).values():
             assert model.recommend(query, 10, allowed).items.shape == (0,)
 
+    def test_recommend_many_answers_each_query_as_recommend(
+        self, model: Model, data: TrainingData
+    ) -> None:
+        """The batched call serving/batching.py makes: each answer as ``recommend`` gives
+        it, whatever the other queries of the batch ask for."""
+        queries = list(contract_queries(data).values())
+        masks: list[BoolArray | None] = [
+            None,
+            np.arange(data.n_items) % 2 == 0,
+            None,
+            np.zeros(data.n_items, dtype=bool),
+        ]
+        sizes = [5, 0, 4, data.n_items + 3]
+        allowed = [masks[i % len(masks)] for i in range(len(queries))]
+        n = [sizes[i % len(sizes)] for i in range(len(queries))]
+        many = model.recommend_many(queries, n, allowed)
+        assert len(many) == len(queries)
+        for query, k, mask, got in zip(queries, n, allowed, many, strict=True):
+            one = model.recommend(query, k, mask)
+            assert got.items.tolist() == one.items.tolist()
+            if one.scores is not None:
+                assert got.scores is not None
+                np.testing.assert_allclose(got.scores, one.scores, rtol=1e-5, atol=1e-7)
+            if mask is not None:
+                assert mask[got.items].all()
+
     def test_everything_allowed_is_no_filter(self, model: Model, data: TrainingData) -> None:
         allowed = np.ones(data.n_items, dtype=bool)
         unfiltered = self.all_answers(model, data)

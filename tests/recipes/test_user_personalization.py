@@ -268,22 +268,6 @@ def test_score_items_batches_like_single_queries(
         np.testing.assert_allclose(batch[row], model.score_items([query])[0], rtol=1e-5, atol=1e-5)
 
 
-def test_recommend_many_answers_each_query_as_recommend(
-    model: SequentialModel, data: TrainingData
-) -> None:
-    queries = [known(data, u) for u in (0, 13, 25)] + [Query(), Query(history=np.arange(12))]
-    allowed = [None, None, np.arange(data.n_items) % 2 == 0, None, np.zeros(data.n_items, bool)]
-    sizes = [5, 0, 4, data.n_items + 3, 5]
-    many = model.recommend_many(queries, sizes, allowed)
-    for query, n, mask, got in zip(queries, sizes, allowed, many, strict=True):
-        one = model.recommend(query, n, mask)
-        assert got.items.tolist() == one.items.tolist()
-        assert got.scores is not None and one.scores is not None
-        np.testing.assert_allclose(got.scores, one.scores, rtol=1e-5, atol=1e-7)
-    assert [len(r.items) for r in many] == [5, 0, 4, data.n_items, 0]
-    assert many[2].items.tolist() and all(i % 2 == 0 for i in many[2].items.tolist())
-
-
 def test_ties_across_the_cut_go_to_the_lower_index(data: TrainingData) -> None:
     # Exploration weight 0 pushes every never-seen item to one equal lowest logit.
     model = fit(data, UserPersonalization)
