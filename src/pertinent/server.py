@@ -70,9 +70,13 @@ def start_workers(settings: Settings, count: int) -> list[BaseProcess]:
 
 def app_from_env() -> App:
     """One HTTP process's app, from the settings its parent put in the environment."""
-    settings = Settings.from_env()
+    return _serving_app(Settings.from_env())
+
+
+def _serving_app(settings: Settings) -> App:
+    """The app one HTTP process serves, collected and frozen, its models loading."""
     app = create_app(settings)
-    app.balancer = Balancer.from_env(settings.http_processes)
+    app.balancer = Balancer.from_env(settings.http_processes)  # None for one process
     _freeze()
     _warm(app)
     return app
@@ -140,10 +144,7 @@ def serve(settings: Settings, host: str, port: int, *, log_level: str = "warning
             finally:
                 slots.unlink(missing_ok=True)
             return
-        app = create_app(settings)
-        _freeze()
-        _warm(app)
-        uvicorn.run(app, **options)
+        uvicorn.run(_serving_app(settings), **options)
     finally:
         for p in workers:
             p.terminate()

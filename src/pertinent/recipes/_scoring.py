@@ -19,7 +19,7 @@ from pertinent.recipes._cpu import cpu_field
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["log_sum_exp", "table_product", "top_k"]
+__all__ = ["log_sum_exp", "numpy_product", "table_product", "top_k"]
 
 F32 = npt.NDArray[np.float32]
 
@@ -51,6 +51,19 @@ def table_product(
             out: F32 = torch.mm(torch.from_numpy(q1), columns).numpy()
         return out
     return _row_product(table, q1)
+
+
+def numpy_product(table: F32, q: F32) -> F32:
+    """``q @ table.T``, (B, n), in numpy alone (the HRNN model's serving loads no torch):
+    a matvec for one query, the row kernel for serving's batches (``q @ table.T`` ran
+    those as slowly as one matvec each), numpy's matmul for evaluation's."""
+    if q.shape[0] == 1:
+        one: F32 = (table @ q[0])[None]
+        return one
+    if q.shape[0] <= _ROW_MAX_BATCH:
+        return _row_product(table, np.ascontiguousarray(q, dtype=np.float32))
+    many: F32 = q @ table.T
+    return many
 
 
 def _row_product(table: F32, q1: F32) -> F32:

@@ -350,20 +350,16 @@ def top_n(
     n = min(n, scores.shape[0])
     if n <= 0:
         return np.empty(0, dtype=np.int32)
-    if n < scores.shape[0]:
-        cut = _nth_largest(scores, n)
-        if np.isfinite(cut):
-            above = np.flatnonzero(scores > cut)
-            part = np.concatenate([above, np.flatnonzero(scores == cut)[: n - above.shape[0]]])
-        else:
-            # -inf or NaN at the cut: a disallowed item could tie an allowed one there,
-            # so the allowed are sorted outright (a rare, degenerate row).
-            part = np.arange(scores.shape[0]) if allowed is None else np.flatnonzero(allowed)
-            return part[np.lexsort((part, -scores[part]))][:n].astype(np.int32)
+    cut = _nth_largest(scores, n) if n < scores.shape[0] else -np.inf
+    if np.isfinite(cut):
+        above = np.flatnonzero(scores > cut)
+        part = np.concatenate([above, np.flatnonzero(scores == cut)[: n - above.shape[0]]])
     else:
-        part = np.arange(scores.shape[0])
+        # The whole row, or -inf or NaN at the cut, where a disallowed item could tie an
+        # allowed one: the allowed are sorted outright (a rare, degenerate row).
+        part = np.arange(scores.shape[0]) if allowed is None else np.flatnonzero(allowed)
     order = np.lexsort((part, -scores[part]))
-    return part[order].astype(np.int32)
+    return part[order][:n].astype(np.int32)
 
 
 _TOP_BLOCK = 128  # items per block of ``_nth_largest``'s first pass

@@ -53,7 +53,7 @@ from pertinent.recipes._inference import (
     _stack,
 )
 from pertinent.recipes._knn import ItemKNN, neighbour_models
-from pertinent.recipes._scoring import _EXP_FLOOR, _ROW_MAX_BATCH, _row_product
+from pertinent.recipes._scoring import _EXP_FLOOR, numpy_product
 from pertinent.recipes.base import (
     BoolArray,
     FloatArray,
@@ -309,13 +309,7 @@ class RecurrentModel(Model):
 
     def _logits(self, queries: Sequence[Query]) -> F32:
         q = self.query_vectors(queries)
-        b = len(queries)
-        if b == 1:
-            logits: F32 = (self.V @ q[0])[None]
-        elif b <= _ROW_MAX_BATCH:  # serving's batches: ``q @ V.T`` ran them as slow as b matvecs
-            logits = _row_product(self.V, np.ascontiguousarray(q, dtype=np.float32))
-        else:
-            logits = q @ self.V.T
+        logits = numpy_product(self.V, q)
         logits += self.bias
         if self.knn is not None:
             knn = self.knn.scores([x.history for x in queries])
