@@ -81,7 +81,7 @@ def test_log_sum_exp_keeps_finite_rows_beside_a_row_without_any() -> None:
     assert bool(torch.isfinite(got[0])) and bool(torch.isfinite(got[2]))
 
 
-@pytest.mark.parametrize("batch", [1, 2, 5, 33])
+@pytest.mark.parametrize("batch", [1, 2, 3, 5, 7, 33])
 def test_table_product_is_the_same_product_in_either_blas(batch: int) -> None:
     # 40,000 items: two whole OpenBLAS chunks and a remainder.
     rng = np.random.default_rng(batch)
