@@ -79,14 +79,14 @@ def numpy_product(table: F32, q: F32) -> F32:
 # OpenBLAS's sgemm takes the queries four or eight at a time, and 3 or 5-7 of them in
 # extra passes over the table: 2.2 ms for three 100k x 65 queries against 1.9 for four,
 # 2.6-3.3 for five to seven against 2.1 for eight (AMD EPYC). Zero rows fill the pass.
-_PADDED = {3: 4, 5: 8, 6: 8, 7: 8}
+_PADDED: dict[int, int] = {3: 4, 5: 8, 6: 8, 7: 8}
 
 
 def _row_product(table: F32, q1: F32) -> F32:
     """The product as OpenBLAS runs it fast, ``table @ q1.T`` (items by queries), a chunk
     of items at a time, each transposed into place while it is in cache (a whole
     (n, B) result transposed at the end cost more than the product)."""
-    n, b = table.shape[0], q1.shape[0]
+    n, b = int(table.shape[0]), int(q1.shape[0])
     width = _PADDED.get(b, b)
     if width != b:
         q1 = np.concatenate([q1, np.zeros((width - b, q1.shape[1]), dtype=np.float32)])
