@@ -202,7 +202,7 @@ class SequentialModel(Model):
     def _set_table(self, vectors: F32, bias: F32) -> None:
         """The item table, twice: rows ``[V, bias]`` for numpy's gathers (histories,
         ranking candidates) and OpenBLAS's batches, and a (d + 1, n) column block for
-        MKL and for a lone query elsewhere: a batch's logits are then one sgemm
+        MKL and for one or two queries elsewhere: a batch's logits are then one sgemm
         ``[q, 1] @ columns``, a single pass over the memory that bounds serving (on Intel,
         1.3 ms for eight 100k x 64 queries against 1.9 ms with the row block;
         ``table_product`` picks)."""
