@@ -221,3 +221,11 @@ def test_a_batcher_does_not_keep_its_model_alive(model: Model) -> None:
     del held
     gc.collect()
     assert alive() is None
+
+
+def test_the_servers_wait_reaches_the_models_batcher(model: Model) -> None:
+    # runtime.get_recommendations passes Settings.batch_wait_ms, not an import-time read.
+    held = Held(model)
+    held.release.set()
+    asyncio.run(batching.recommend(held, query(1), 3, wait=0.004))
+    assert batching._batchers[held].wait == 0.004

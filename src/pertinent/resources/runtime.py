@@ -374,9 +374,10 @@ async def get_recommendations(
         user_attributes=_user_attributes(ctx, serving, user_id),
     )
     rid = _recommendation_id()
+    wait = ctx.settings.batch_wait_ms / 1000.0
     promoted: list[dict[str, Any]] = []
     if promotion is not None:
-        top = await recommend(serving.model, query, promotion.slots, promotion.mask)
+        top = await recommend(serving.model, query, promotion.slots, promotion.mask, wait=wait)
         promoted = _ranked_items(loaded, top, columns)
         for entry in promoted:
             entry["promotionName"] = promotion.name
@@ -388,7 +389,7 @@ async def get_recommendations(
                 np.ones(len(loaded.item_ids), dtype=np.bool_) if allowed is None else allowed.copy()
             )
             allowed[top.items] = False
-    ranked = await recommend(serving.model, query, n - len(promoted), allowed)
+    ranked = await recommend(serving.model, query, n - len(promoted), allowed, wait=wait)
     items = _ranked_items(loaded, ranked, columns)
     if promoted:
         items = place_promoted(items, promoted, n, rid.encode())

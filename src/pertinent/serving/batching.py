@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pertinent.config import Settings
 from pertinent.recipes.base import BoolArray, Model, Query, Ranked
 
 __all__ = ["Batcher", "recommend"]
@@ -46,8 +45,9 @@ MAX_BATCH = 32
 RUNNERS = max(1, (os.cpu_count() or 2) - 1)
 # 1 ms: bench/serve.py --scenario up on 2 cores went from 434 / 475 to 559 / 727 req/s
 # at 4 / 8 connections (one process) and from 705 / 883 to 811 / 1,265 (two); a timer
-# of under 0.5 ms (no wait under uvloop) gained little, 2 ms no more.
-WAIT = Settings.from_env().batch_wait_ms / 1000.0
+# of under 0.5 ms (no wait under uvloop) gained little, 2 ms no more. The server passes
+# its ``Settings.batch_wait_ms`` (PERTINENT_BATCH_WAIT_MS).
+WAIT = 0.001
 _RETURN_WAITS = 10  # a batch answered this many waits ago is the server under load
 
 
@@ -68,16 +68,23 @@ _executor = ThreadPoolExecutor(
 _batchers: weakref.WeakKeyDictionary[Model, Batcher] = weakref.WeakKeyDictionary()
 
 
-async def recommend(model: Model, query: Query, n: int, allowed: BoolArray | None = None) -> Ranked:
+async def recommend(
+    model: Model,
+    query: Query,
+    n: int,
+    allowed: BoolArray | None = None,
+    *,
+    wait: float = WAIT,
+) -> Ranked:
     """``model.recommend``: batched with concurrent requests where the model gains by it,
     else answered at once on the event loop (cheap models: a thread hop would cost more
-    than the answer)."""
+    than the answer). ``wait`` is the batch wait in seconds."""
     if not model.batches:
         return model.recommend(query, n, allowed)
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(model)
     if batcher is None or batcher.loop is not loop:
-        batcher = _batchers[model] = Batcher(model, loop)
+        batcher = _batchers[model] = Batcher(model, loop, wait=wait)
     return await batcher.recommend(query, n, allowed)
 
 
