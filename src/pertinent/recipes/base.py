@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from pertinent.recipes._scoring import nth_largest
+
 RecipeType = Literal[
     "USER_PERSONALIZATION", "RELATED_ITEMS", "POPULAR_ITEMS", "PERSONALIZED_RANKING"
 ]
@@ -350,7 +352,7 @@ def top_n(
     n = min(n, scores.shape[0])
     if n <= 0:
         return np.empty(0, dtype=np.int32)
-    cut = _nth_largest(scores, n) if n < scores.shape[0] else -np.inf
+    cut = nth_largest(scores, n) if n < scores.shape[0] else -np.inf
     if np.isfinite(cut):
         above = np.flatnonzero(scores > cut)
         part = np.concatenate([above, np.flatnonzero(scores == cut)[: n - above.shape[0]]])
@@ -360,21 +362,3 @@ def top_n(
         part = np.arange(scores.shape[0]) if allowed is None else np.flatnonzero(allowed)
     order = np.lexsort((part, -scores[part]))
     return part[order][:n].astype(np.int32)
-
-
-_TOP_BLOCK = 128  # items per block of ``_nth_largest``'s first pass
-
-
-def _nth_largest(scores: npt.NDArray[np.floating[Any]], n: int) -> float:
-    """The ``n``-th largest score. On a long row only the ``n`` blocks with the largest
-    maxima, and the tail, are searched: each holds an item at least the ``n``-th largest
-    block maximum ``t``, and an item of any other block is at most ``t``, so the ``n``
-    largest values lie there (an ``argpartition`` of 100k scores took 0.45 ms)."""
-    size = scores.shape[0]
-    blocks = size // _TOP_BLOCK
-    if n * _TOP_BLOCK * 4 > size:
-        return float(np.partition(scores, size - n)[size - n])
-    body = scores[: blocks * _TOP_BLOCK].reshape(blocks, _TOP_BLOCK)
-    best = np.argpartition(body.max(axis=1), blocks - n)[blocks - n :]
-    pool = np.concatenate([body[best].ravel(), scores[blocks * _TOP_BLOCK :]])
-    return float(np.partition(pool, pool.shape[0] - n)[pool.shape[0] - n])
