@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +198,12 @@ def generated_with_truth(
             (NumericFeature("PRICE", np.array([price[i] for i in ids], dtype=np.float32)),),
         )
 
-    return from_frame("generated", frame, item_features=features), data.latent
+    loaded = from_frame("generated", frame, item_features=features)
+    # CREATION_TIMESTAMP, as the server's snapshot passes it (items.csv has it for all).
+    created = dict(zip(meta["ITEM_ID"], meta["CREATION_TIMESTAMP"], strict=True))
+    times = np.array([created[i] for i in loaded.item_ids], dtype=np.int64)
+    with_times = replace(loaded.data, item_creation_time=times)
+    return replace(loaded, data=with_times), data.latent
 
 
 LOADERS: dict[str, Callable[[], Loaded]] = {

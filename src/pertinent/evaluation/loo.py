@@ -60,6 +60,7 @@ class LooSplit:
             history=self.history_items[lo:hi],
             user=int(self.users[k]),
             history_times=self.history_times[lo:hi],
+            time=int(self.history_times[hi - 1]) if hi > lo else None,
         )
 
 

@@ -69,6 +69,7 @@ class UserSplit:
         return Query(
             history=self.history_items[lo:hi],
             history_times=self.history_times[lo:hi],
+            time=int(self.history_times[hi - 1]) if hi > lo else None,
         )
 
     def relevant(self, k: int) -> IntArray:

@@ -132,6 +132,11 @@ class FeatureEncoder:
         }
 
     @property
+    def n_categorical_codes(self) -> int:
+        """Codes below this are categorical values; numeric bins follow them."""
+        return sum(len(c.vocabulary) for c in self.categorical)
+
+    @property
     def empty(self) -> bool:
         return self.n_codes == 0 and self.n_numeric == 0
 

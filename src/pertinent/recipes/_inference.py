@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pertinent.recipes._affinity import SessionAffinity
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._knn import ItemKNN
 from pertinent.recipes._scoring import log_sum_exp, table_product, top_k
@@ -144,6 +145,8 @@ class SequentialModel(Model):
         exploration: ExplorationStats | None,
         meta: Mapping[str, Any],
         knn: ItemKNN | None = None,
+        created: npt.NDArray[np.int64] | None = None,
+        affinity: SessionAffinity | None = None,
     ) -> None:
         import torch
 
@@ -157,6 +160,10 @@ class SequentialModel(Model):
         self.exploration = exploration
         self.meta = dict(meta)
         self.knn = knn
+        # Per item, when it came to exist (``Query.time`` leaves out later ones).
+        self.created = created
+        self.affinity = affinity
+        self.affinity_weight = float(self.meta.get("affinity_weight", 0.0)) if affinity else 0.0
         self.knn_weight = float(self.meta.get("knn_weight", 0.0)) if knn is not None else 0.0
         net.set_item_rows(TorchRows.of(item_rows, torch.device("cpu")))
         with torch.inference_mode():
@@ -356,8 +363,19 @@ class SequentialModel(Model):
             histories = [query.history for query in queries]
             flat, values = self.knn.contributions(histories, self.knn_weight, logits.shape[1])
             view.view(-1).index_add_(0, torch.from_numpy(flat), torch.from_numpy(values))
+        if self.affinity is not None and self.affinity_weight != 0.0:
+            histories = [query.history for query in queries]
+            times = [query.history_times for query in queries]
+            flat, values = self.affinity.contributions(
+                histories, times, self.affinity_weight, logits.shape[1]
+            )
+            view.view(-1).index_add_(0, torch.from_numpy(flat), torch.from_numpy(values))
         if self.exploration is not None and bool(self.meta.get("explore")):
             self._explore(view, queries)
+        if self.created is not None:
+            for row, query in enumerate(queries):
+                if query.time is not None:
+                    view[row].masked_fill_(torch.from_numpy(self.created > query.time), -np.inf)
         return logits
 
     def _table_logits(self, q1: F32) -> F32:
@@ -440,6 +458,10 @@ class SequentialModel(Model):
         )
         new._bonus, new._unseen = {}, None
         new.n_items = self.n_items + n_new
+        if self.created is not None:
+            # Serving asks as of now (no ``Query.time``): a new item is simply current.
+            always = np.full(n_new, np.iinfo(np.int64).min, dtype=np.int64)
+            new.created = np.concatenate([self.created, always])
         if self.exploration is not None:
             zeros = np.zeros(n_new, dtype=np.float32)
             ex = self.exploration
@@ -463,6 +485,11 @@ class SequentialModel(Model):
         import torch
 
         logits = torch.from_numpy(self._logits(queries))
+        if self.created is not None:  # items not created by a query's time are not offered
+            allowed = [
+                a if q.time is None else (self.created <= q.time) & (True if a is None else a)
+                for q, a in zip(queries, allowed, strict=True)
+            ]
         # Softmax over the whole catalogue, as Personalize's UP scores (spec §5.1).
         log_z = log_sum_exp(logits)
         for row, mask in enumerate(allowed):
@@ -512,6 +539,11 @@ class SequentialModel(Model):
             knn = self.knn.scores([query.history])[0]
             trained = idx < knn.shape[0]
             logits[trained] += np.float32(self.knn_weight) * knn[idx[trained]]
+        if self.affinity is not None and self.affinity_weight != 0.0:
+            lift = self.affinity.lift([query.history], [query.history_times])
+            trained = idx < lift.shape[1]
+            row = np.asarray(lift[0, idx[trained]].todense()).ravel()
+            logits[trained] += np.float32(self.affinity_weight) * row
         # Softmax over the known candidates only (spec §5.2); unknown ones score 0.
         e = np.exp(logits.astype(np.float64) - logits.max())
         out[known] = (e / e.sum()).astype(np.float32)
@@ -540,6 +572,10 @@ class SequentialModel(Model):
             arrays.update(self.knn.arrays())
         if self.objective is not None:
             arrays["objective"] = self.objective
+        if self.created is not None:
+            arrays["created"] = self.created
+        if self.affinity is not None:
+            arrays.update(self.affinity.arrays())
         np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
         doc = {
             "format": _FORMAT,
@@ -580,6 +616,8 @@ class SequentialModel(Model):
                 exploration=exploration,
                 meta=doc["meta"],
                 knn=knn,
+                created=arrays["created"] if "created" in arrays.files else None,
+                affinity=SessionAffinity.from_arrays(arrays),
             )
             if "objective" in arrays.files:
                 model.apply_objective(arrays["objective"])

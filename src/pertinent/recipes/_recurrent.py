@@ -43,12 +43,12 @@ from torch import nn
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._knn import Builder, ItemKNN, choose_blend
+from pertinent.recipes._opinions import BLEND_WEIGHTS
 from pertinent.recipes._softmax import catalogue_loss
 from pertinent.recipes._stopping import Patience
 from pertinent.recipes.base import TrainingData
 from pertinent.recipes.hrnn import SESSION_GAP, _steps
 from pertinent.recipes.sequential import BagEmbedder, TorchRows, Windows, _future
-from pertinent.recipes.user_personalization import BLEND_WEIGHTS
 
 __all__ = [
     "HrnnConfig",

@@ -32,7 +32,12 @@ class _LinearLogSumExp(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, q: torch.Tensor, vec: torch.Tensor, bias: torch.Tensor, bf16: bool
+        ctx: Any,
+        q: torch.Tensor,
+        vec: torch.Tensor,
+        bias: torch.Tensor,
+        bf16: bool,
+        absent: torch.Tensor | None,
     ) -> torch.Tensor:
         if bf16:
             # The products in bfloat16, the softmax and its sums in float32.
@@ -40,6 +45,8 @@ class _LinearLogSumExp(torch.autograd.Function):
             logits = torch.mm(q, vec.t()).float().add_(bias)
         else:
             logits = torch.addmm(bias, q, vec.t())
+        if absent is not None:
+            logits.masked_fill_(absent, float("-inf"))
         top, at = logits.max(dim=1)
         soft = torch.softmax(logits, dim=1)
         del logits
@@ -57,15 +64,20 @@ class _LinearLogSumExp(torch.autograd.Function):
         grad_q = grad[:, None] * (soft @ vec).to(grad.dtype)
         grad_vec = (soft.t() @ (g[:, None] * q)).to(grad.dtype)
         grad_bias = (soft.t() @ g[:, None])[:, 0].to(grad.dtype)
-        return grad_q, grad_vec, grad_bias, None
+        return grad_q, grad_vec, grad_bias, None, None
 
 
 def linear_log_sum_exp(
-    q: torch.Tensor, vec: torch.Tensor, bias: torch.Tensor, bf16: bool = False
+    q: torch.Tensor,
+    vec: torch.Tensor,
+    bias: torch.Tensor,
+    bf16: bool = False,
+    absent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``torch.logsumexp(q @ vec.T + bias, dim=1)``, differentiable in all three;
-    ``bf16``: the matrix products in bfloat16 (``_torch.fast_bfloat16``)."""
-    out: torch.Tensor = _LinearLogSumExp.apply(q, vec, bias, bf16)  # type: ignore[no-untyped-call]
+    ``bf16``: the matrix products in bfloat16 (``_torch.fast_bfloat16``); ``absent``
+    (rows x catalogue, bool): candidates left out of that row's sum."""
+    out: torch.Tensor = _LinearLogSumExp.apply(q, vec, bias, bf16, absent)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -78,17 +90,22 @@ def catalogue_loss(
     future_weight: float = 0.0,
     extra: torch.Tensor | None = None,
     bf16: bool = False,
+    absent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-row loss (N,): cross-entropy of ``label`` (N,) among ``vec`` (V, d), plus
     ``future_weight`` x the mean cross-entropy of the row's ``future`` targets (N, H),
     -1 where none. ``extra`` (N, K) are further logits in each row's softmax (never a
-    label; -inf where absent). ``bf16``: the catalogue-wide products in bfloat16."""
-    lse = linear_log_sum_exp(q, vec, bias, bf16)
+    label; -inf where absent). ``bf16``: the catalogue-wide products in bfloat16.
+    ``absent`` (N, V) bool: candidates not in that row's softmax (items that did not
+    exist yet at the row's time); a future target among them does not count."""
+    lse = linear_log_sum_exp(q, vec, bias, bf16, absent)
     if extra is not None:
         lse = torch.logaddexp(lse, torch.logsumexp(extra, dim=1))
     idx, has = label[:, None], None
     if future is not None and future_weight > 0:
         has = future >= 0
+        if absent is not None:
+            has &= ~absent.gather(1, future.clamp_min(0))
         # Absent targets point at the label (a finite logit) and are masked out below.
         idx = torch.cat([idx, torch.where(has, future, idx)], dim=1)
     logits = torch.bmm(vec[idx], q[:, :, None])[:, :, 0] + bias[idx]

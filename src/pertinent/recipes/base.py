@@ -161,7 +161,10 @@ class Query:
     None when absent or unknown. ``context`` carries the request's contextual metadata
     (raw strings, e.g. ``{"DEVICE": "mobile"}``) and ``user_attributes`` a user's raw
     metadata sent after training (PutUsers); when set it wins over what was trained.
-    ``exploration`` is set by campaigns of exploring recipes.
+    ``exploration`` is set by campaigns of exploring recipes. ``time`` (seconds) is the
+    moment the request stands at, where it is not now: an offline evaluation asks as of
+    the input's newest event, and recipes that know item creation times leave out items
+    created after it. None (serving): every catalogue item is current.
     """
 
     history: IntArray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
@@ -171,6 +174,7 @@ class Query:
     history_times: npt.NDArray[np.int64] | None = None
     user_attributes: Mapping[str, str] = field(default_factory=dict)
     exploration: Exploration | None = None
+    time: int | None = None
 
 
 @dataclass(frozen=True)

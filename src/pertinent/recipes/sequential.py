@@ -408,6 +408,12 @@ class TrainingSet:
     val_rows: Int64Array  # the held-out interaction rows (their context, their item)
     val_target: Int64Array
     val_seen: tuple[Int64Array, Int64Array]  # CSR of items to exclude per validation row
+    # When items carry creation times: each item's (``created``), each row's time
+    # (``row_time``) and each validation query's (``val_time``, its newest input's).
+    # An item created after a row's time is not in that row's softmax.
+    created: Int64Array | None = None
+    row_time: Int64Array | None = None
+    val_time: Int64Array | None = None
 
 
 @dataclass(frozen=True)
@@ -542,6 +548,10 @@ class _Step:
         expected = np.maximum(q * max(cfg.negatives, 1), 1e-12)
         self.log_q = torch.from_numpy(np.log(expected).astype(np.float32)).to(device)
         self.cold = torch.from_numpy(data.popularity <= 0).to(device)
+        self.created = None if data.created is None else torch.from_numpy(data.created).to(device)
+        self.row_time = (
+            None if data.row_time is None else torch.from_numpy(data.row_time).to(device)
+        )
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
 
@@ -601,8 +611,12 @@ class _Step:
         # Multi-horizon objective: the next item, and (less) the ones after it, so the
         # ranking favours everything the user is about to want, not one guess.
         later = future if self.cfg.horizon else None
+        absent = None
+        if self.created is not None and self.row_time is not None:
+            created = self.created if not self.sampled else self.created[cand]
+            absent = created[None, :] > self.row_time[rows_t][:, None]
         per_row = catalogue_loss(
-            q, vec, bias, label, later, self.cfg.future_weight, extra, self.cfg.bf16
+            q, vec, bias, label, later, self.cfg.future_weight, extra, self.cfg.bf16, absent
         )
         w = self.weight[rows_t]
         return (per_row * w).sum() / w.sum().clamp_min(1e-12), int(flat_rows.shape[0])
@@ -662,11 +676,13 @@ def evaluate(
     context: TorchRows | None,
     extra: Callable[[int, int], Float32Array] | None = None,
     betas: tuple[float, ...] = (0.0,),
+    fixed: Callable[[int, int], Float32Array] | None = None,
 ) -> list[float]:
     """NDCG@10 of the validation targets, full ranking, the user's seen items removed.
 
     With ``extra(start, stop)`` (scores of validation rows ``start:stop``), one NDCG per
-    ``β`` in ``betas`` of the blend ``logits + β · extra``.
+    ``β`` in ``betas`` of the blend ``logits + β · extra``; ``fixed(start, stop)`` is
+    added to the logits in every blend.
     """
     net.eval()
     n = data.val_tokens.shape[0]
@@ -690,10 +706,17 @@ def evaluate(
             cvec = net.side(rows, net.context_meta)
             q = q if cvec is None else q + cvec
         base = q @ vec.T + bias[None, :]
+        if fixed is not None:
+            base += torch.from_numpy(fixed(start, stop)).to(device)
         lo, hi = seen_off[start], seen_off[stop]
         owner = np.repeat(np.arange(stop - start), np.diff(seen_off[start : stop + 1]))
         owner_t = torch.from_numpy(owner).to(device)
         base[owner_t, torch.from_numpy(seen_items[lo:hi]).to(device)] = float("-inf")
+        if data.created is not None and data.val_time is not None:
+            when = torch.from_numpy(data.val_time[start:stop]).to(device)
+            base.masked_fill_(
+                torch.from_numpy(data.created).to(device)[None, :] > when[:, None], float("-inf")
+            )
         target = torch.from_numpy(data.val_target[start:stop]).to(device)
         more = None if extra is None else torch.from_numpy(extra(start, stop)).to(device)
         for k, beta in enumerate(betas):

@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, ValidationInfo, field_validator
 
+from pertinent.recipes._affinity import SessionAffinity
 from pertinent.recipes._features import EncodedRows, FeatureEncoder
 from pertinent.recipes._inference import (
     GAP_BUCKETS,
@@ -50,8 +51,9 @@ from pertinent.recipes._inference import (
     SequentialModel,
     gap_buckets,
 )
-from pertinent.recipes._knn import Builder, ItemKNN, choose_blend, neighbour_models
+from pertinent.recipes._knn import ItemKNN, neighbour_models
 from pertinent.recipes._objective import Objective, item_boost
+from pertinent.recipes._opinions import Validation, choose_affinity, choose_knn
 from pertinent.recipes.base import Model, Params, Recipe, RecipeType, TrainingData, WarmStart
 
 if TYPE_CHECKING:
@@ -172,6 +174,9 @@ class TrainingOptions:
     knn_blend: bool = True
     knn_weight: float | None = None  # a fixed blend weight instead of the tuned one
     transitions: bool = True  # the blend's candidates add what follows the newest items
+    affinity: bool = True  # the visit's item categories as a second opinion (_affinity)
+    affinity_weight: float | None = None  # a fixed γ for it instead of the tuned one
+    live: bool = True  # items created after a target's time are not in its softmax
     validation_users: int = VALIDATION_USERS
     device: str | None = None
     threads: int | None = None
@@ -268,6 +273,7 @@ class _SequenceRecipe(Recipe):
         val_tokens, val_gaps, val_length, val_seen = _validation_inputs(
             user, item, val_rows, n_items, max_len, row_gap
         )
+        live = _live_times(data, user, item, val_rows) if opts.live else {}
         tset = TrainingSet(
             windows=windows,
             item=item,
@@ -284,6 +290,7 @@ class _SequenceRecipe(Recipe):
             val_rows=val_rows,
             val_target=item[val_rows],
             val_seen=val_seen,
+            **live,
         )
         n_targets = int(keep.sum())
         net_cfg = NetConfig(
@@ -341,18 +348,11 @@ class _SequenceRecipe(Recipe):
             net.has_id.copy_(torch.from_numpy(has_id.astype(np.float32)))
             if n_targets:
                 train(net, tset, train_cfg, device, stop, print if opts.log else None)
-            knn: ItemKNN | None = None
-            beta = 0.0
-            if opts.knn_blend and n_targets and not self.stop_requested():
-                if opts.knn_weight is not None:
-                    knn = ItemKNN.fit(user, item, keep, n_users, n_items)
-                    beta = opts.knn_weight
-                elif val_rows.shape[0]:
-                    models = neighbour_models(
-                        user, item, n_users, n_items, data.seed, opts.transitions, inter.timestamp
-                    )
-                    rows = (keep, kept_user[user])
-                    knn, beta = _blend(net, tset, models, rows, user, item, device, opts.log)
+            knn, beta, affinity, gamma = None, 0.0, None, 0.0
+            if n_targets and not self.stop_requested():
+                knn, beta, affinity, gamma = self._second_opinions(
+                    net, tset, data, encoders["item"], item_rows, keep, kept_user, device
+                )
         net.set_item_rows(None)
         exploration = None
         if self.explore:
@@ -364,12 +364,59 @@ class _SequenceRecipe(Recipe):
             encoders=encoders,
             exploration=exploration,
             knn=knn if beta > 0 else None,
-            meta={"recipe": self.name, "explore": self.explore, "knn_weight": beta},
+            meta={
+                "recipe": self.name,
+                "explore": self.explore,
+                "knn_weight": beta,
+                "affinity_weight": gamma,
+            },
+            created=live.get("created"),
+            affinity=affinity,
         )
         objective = data.extra.get("objective")
         if isinstance(objective, Objective):
             model.apply_objective(item_boost(objective, data, model.score_items, seed=data.seed))
         return model
+
+    def _second_opinions(
+        self,
+        net: SequentialNet,
+        tset: TrainingSet,
+        data: TrainingData,
+        encoder: FeatureEncoder,
+        item_rows: EncodedRows,
+        keep: npt.NDArray[np.bool_],
+        kept_user: npt.NDArray[np.bool_],
+        device: torch.device,
+    ) -> tuple[ItemKNN | None, float, SessionAffinity | None, float]:
+        """The neighbour model and β, the visit-category term and γ: the options' fixed
+        weights, else chosen on the validation split (None and 0 where off)."""
+        opts = self.options
+        inter = data.interactions
+        user, item = inter.user.astype(np.int64), inter.item.astype(np.int64)
+        val = None
+        if tset.val_rows.shape[0]:
+            val = Validation.of(net, tset, user, item, inter.timestamp, device)
+        n_codes = encoder.n_categorical_codes
+        affinity = SessionAffinity.fit(item_rows, n_codes, item[keep]) if opts.affinity else None
+        gamma, fixed = 0.0, None
+        if affinity is not None and opts.affinity_weight is not None:
+            gamma = opts.affinity_weight
+        elif affinity is not None and val is not None:
+            gamma, fixed = choose_affinity(val, affinity, opts.log)
+        knn, beta = None, 0.0
+        if opts.knn_blend and opts.knn_weight is not None:
+            knn, beta = ItemKNN.fit(user, item, keep, inter.n_users, inter.n_items), opts.knn_weight
+        elif opts.knn_blend and val is not None:
+            models = neighbour_models(
+                user, item, inter.n_users, inter.n_items, data.seed, opts.transitions,
+                inter.timestamp,
+            )  # fmt: skip
+            knn, beta = choose_knn(val, models, (keep, kept_user[user]), opts.log, fixed)
+        if affinity is None or gamma <= 0:
+            return knn, beta, None, 0.0
+        # The final term counts the traffic of all interactions, validation rows included.
+        return knn, beta, SessionAffinity.fit(item_rows, n_codes, item), gamma
 
 
 class UserPersonalization(_SequenceRecipe):
@@ -415,6 +462,29 @@ class PersonalizedRankingV2(_SequenceRecipe):
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _live_times(
+    data: TrainingData,
+    user: npt.NDArray[np.int64],
+    item: npt.NDArray[np.int64],
+    val_rows: npt.NDArray[np.int64],
+) -> dict[str, npt.NDArray[np.int64]]:
+    """``TrainingSet``'s creation and row times, when items carry creation times.
+
+    An item's creation is its CREATION_TIMESTAMP, or its first interaction if earlier
+    (the data then contradicts the metadata, and an event always counts). A validation
+    query's time is its newest input event's, as at evaluation.
+    """
+    if data.item_creation_time is None:
+        return {}
+    ts = data.interactions.timestamp.astype(np.int64)
+    created = data.item_creation_time.astype(np.int64).copy()
+    np.minimum.at(created, item, ts)
+    prior = np.maximum(val_rows - 1, 0)
+    same = (val_rows > 0) & (user[prior] == user[val_rows])
+    val_time = np.where(same, ts[prior], ts[val_rows])
+    return {"created": created, "row_time": ts, "val_time": val_time}
 
 
 def _fold_in(
@@ -601,40 +671,6 @@ def _validation_inputs(
     np.cumsum(hist_len, out=offsets[1:])
     flat = np.repeat(starts - offsets[:-1], hist_len) + np.arange(int(offsets[-1]))
     return tokens, gaps, length.astype(np.int64), (offsets, item[flat])
-
-
-# Blend weights of the item-kNN component tried on the validation split (0: none). The
-# top ones leave the network little more than tie-breaking: on short-session data
-# (Diginetica, ~4 events a user) validation NDCG still rose at 16.
-BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
-
-
-def _blend(
-    net: SequentialNet,
-    tset: TrainingSet,
-    models: list[tuple[str, Builder]],
-    rows: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
-    user: npt.NDArray[np.int64],
-    item: npt.NDArray[np.int64],
-    device: torch.device,
-    log: bool,
-) -> tuple[ItemKNN | None, float]:
-    """The neighbour model and blend weight with the best validation NDCG@10; ``rows``:
-    the interactions to fit candidates on (validation held out), then the winner."""
-    from pertinent.recipes.sequential import TorchRows, evaluate
-
-    starts = np.searchsorted(user, tset.val_users, side="left")
-    histories = [item[a:b] for a, b in zip(starts.tolist(), tset.val_rows.tolist(), strict=True)]
-    users = None if tset.users is None else TorchRows.of(tset.users, device)
-    context = None if tset.context is None else TorchRows.of(tset.context, device)
-
-    def ndcg_of(knn: ItemKNN) -> npt.NDArray[np.float64]:
-        extra = lambda a, b: knn.scores(histories[a:b])  # noqa: E731
-        return np.asarray(
-            evaluate(net, tset, device, users, context, extra=extra, betas=BLEND_WEIGHTS)
-        )
-
-    return choose_blend(models, rows[0], rows[1], ndcg_of, BLEND_WEIGHTS, log)
 
 
 def _exploration_stats(data: TrainingData, item: npt.NDArray[np.int64]) -> ExplorationStats:
