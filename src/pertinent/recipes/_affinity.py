@@ -48,13 +48,34 @@ F32 = npt.NDArray[np.float32]
 
 class SessionAffinity:
     """``item_codes``: the (n_items, n_codes) 0/1 matrix of each item's categorical
-    values; ``inverse_share``: ``1 / (EPSILON · P(c))`` per code (0 where no traffic)."""
+    values; ``inverse_share``: ``1 / (EPSILON · P(c))`` per code (0 where no traffic).
+
+    Items with the same set of values (a *signature*: CATEGORY_L1 and _L2 together, say)
+    always share their lift, so a request computes one lift per signature and spreads
+    the non-zero ones over their items: the work is the items in the visit's categories.
+    """
 
     def __init__(self, item_codes: sp.csr_matrix, inverse_share: F32) -> None:
-        self.item_codes = item_codes.astype(np.float32).tocsr()
-        self.code_items = self.item_codes.T.tocsr()
+        codes = item_codes.astype(np.float32).tocsr()
+        codes.sort_indices()
+        self.item_codes = codes
         self.inverse_share = np.asarray(inverse_share, dtype=np.float32)
-        self.n_items = int(item_codes.shape[0])
+        self.n_items = int(codes.shape[0])
+        # Signatures: the distinct rows of the code matrix, padded with -1 to compare.
+        lengths = np.diff(codes.indptr)
+        padded = np.full((self.n_items, max(int(lengths.max(initial=0)), 1)), -1, np.int64)
+        col = np.arange(codes.indices.shape[0]) - np.repeat(codes.indptr[:-1], lengths)
+        padded[np.repeat(np.arange(self.n_items), lengths), col] = codes.indices
+        unique, signature = np.unique(padded, axis=0, return_inverse=True)
+        signature = signature.ravel()
+        held = unique >= 0
+        sig_rows = np.repeat(np.arange(unique.shape[0]), held.sum(axis=1))
+        ones = np.ones(sig_rows.shape[0], dtype=np.float32)
+        shape = (unique.shape[0], int(codes.shape[1]))
+        self.sig_codes = sp.csr_matrix((ones, (sig_rows, unique[held])), shape=shape)
+        self.sig_items = np.argsort(signature, kind="stable").astype(np.int64)
+        self.sig_offsets = np.zeros(unique.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(signature, minlength=unique.shape[0]), out=self.sig_offsets[1:])
 
     @classmethod
     def fit(
@@ -78,33 +99,47 @@ class SessionAffinity:
         inverse = np.where(per_code > 0, 1.0 / (EPSILON * np.maximum(per_code, 1e-300)), 0.0)
         return cls(codes, inverse.astype(np.float32))
 
+    def _lifts(
+        self,
+        histories: Sequence[npt.NDArray[Any]],
+        times: Sequence[npt.NDArray[np.int64] | None],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], F32]:
+        """The non-zero lifts per signature: (signature, query row, value) arrays.
+        Without times, a visit is the newest ``HISTORY`` events."""
+        visits = [
+            _visit(np.asarray(history, dtype=np.int64), when, self.n_items)
+            for history, when in zip(histories, times, strict=True)
+        ]
+        lengths = np.asarray([v.shape[0] for v in visits], dtype=np.int64)
+        if not lengths.any():
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, np.empty(0, dtype=np.float32)
+        # share_c / (EPSILON P(c)) per query and code, then one lift per signature.
+        events = np.concatenate(visits)
+        indptr = self.item_codes.indptr
+        per_event = indptr[events + 1] - indptr[events]
+        owner = np.repeat(np.repeat(np.arange(len(visits)), lengths), per_event)
+        codes = _gather(indptr, self.item_codes.indices, events)
+        n_codes = self.inverse_share.shape[0]
+        counts = np.bincount(owner * n_codes + codes, minlength=len(visits) * n_codes)
+        scale = 1.0 / np.maximum(lengths, 1).astype(np.float32)
+        weight = counts.reshape(len(visits), n_codes).astype(np.float32)
+        weight *= self.inverse_share[None, :]
+        weight *= scale[:, None]
+        lift = np.log1p(np.asarray(self.sig_codes @ weight.T, dtype=np.float32))  # (sigs, B)
+        sig, row = np.nonzero(lift)
+        return sig, row, lift[sig, row]
+
     def lift(
         self,
         histories: Sequence[npt.NDArray[Any]],
         times: Sequence[npt.NDArray[np.int64] | None],
     ) -> sp.csr_matrix:
         """(len(histories), n_items) sparse ``lift``: non-zero on the items sharing a
-        category with the visit. Without times, a visit is the newest ``HISTORY`` events."""
-        rows: list[npt.NDArray[np.int64]] = []
-        cols: list[npt.NDArray[np.int64]] = []
-        for k, (history, when) in enumerate(zip(histories, times, strict=True)):
-            visit = _visit(np.asarray(history, dtype=np.int64), when, self.n_items)
-            rows.append(np.full(visit.shape[0], k, dtype=np.int64))
-            cols.append(visit)
-        events = sp.csr_matrix(
-            (
-                np.ones(sum(r.shape[0] for r in rows), dtype=np.float32),
-                (np.concatenate(rows) if rows else [], np.concatenate(cols) if cols else []),
-            ),
-            shape=(len(histories), self.n_items),
-        )
-        share = (events @ self.item_codes).tocsr()  # events per code
-        counts = np.asarray(events.sum(axis=1)).ravel()
-        share = sp.diags(1.0 / np.maximum(counts, 1.0)).astype(np.float32) @ share
-        share = share @ sp.diags(self.inverse_share)
-        out = (share @ self.code_items).tocsr()
-        np.log1p(out.data, out=out.data)
-        return out
+        category with the visit."""
+        flat, values = self.contributions(histories, times, 1.0, self.n_items)
+        rows, items = np.divmod(flat, self.n_items)
+        return sp.csr_matrix((values, (rows, items)), shape=(len(histories), self.n_items))
 
     def contributions(
         self,
@@ -114,12 +149,15 @@ class SessionAffinity:
         width: int,
     ) -> tuple[npt.NDArray[np.int64], F32]:
         """``weight · lift`` as positions ``row · width + item`` of a flattened
-        (len(histories), width) block and values, like ``ItemKNN.contributions``."""
+        (len(histories), width) block and values, like ``ItemKNN.contributions``: each
+        signature's lift spread over its items."""
         if weight == 0.0 or not histories:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        lift = self.lift(histories, times).tocoo()
-        flat = lift.row.astype(np.int64) * width + lift.col.astype(np.int64)
-        return flat, (lift.data * np.float32(weight)).astype(np.float32)
+        sig, row, lift = self._lifts(histories, times)
+        per_sig = self.sig_offsets[sig + 1] - self.sig_offsets[sig]
+        flat = _gather(self.sig_offsets, self.sig_items, sig)
+        flat += np.repeat(row * width, per_sig)
+        return flat, np.repeat(lift * np.float32(weight), per_sig)
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
         m = self.item_codes
@@ -140,6 +178,18 @@ class SessionAffinity:
         return cls(sp.csr_matrix((ones, indices, indptr), shape=shape), inverse)
 
 
+def _gather(
+    indptr: npt.NDArray[Any], data: npt.NDArray[Any], rows: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """``data[indptr[r]:indptr[r + 1]]`` for each of ``rows``, concatenated."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    offsets += np.arange(offsets.shape[0])
+    out: npt.NDArray[np.int64] = data[offsets].astype(np.int64, copy=False)
+    return out
+
+
 def _visit(
     history: npt.NDArray[np.int64], times: npt.NDArray[np.int64] | None, n_items: int
 ) -> npt.NDArray[np.int64]:
@@ -150,6 +200,8 @@ def _visit(
     else:
         history = history[-HISTORY:]
     if history.shape[0] > 1:
-        history = history[np.r_[True, history[1:] != history[:-1]]]
+        first = np.ones(history.shape[0], dtype=np.bool_)
+        np.not_equal(history[1:], history[:-1], out=first[1:])
+        history = history[first]
     known: npt.NDArray[np.int64] = history[(history >= 0) & (history < n_items)]
     return known
