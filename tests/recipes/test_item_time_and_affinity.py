@@ -195,3 +195,14 @@ def test_offline_queries_stand_at_the_newest_input_event() -> None:
         query = test.query(k)
         assert query.history_times is not None
         assert query.time == int(query.history_times[-1])
+
+
+def test_large_catalogues_get_no_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pertinent.recipes import _affinity
+
+    table = categories(7, [["shoe"]] * 7)
+    encoder = FeatureEncoder.fit(table)
+    rows = encoder.encode(table, 7)
+    assert SessionAffinity.fit(rows, encoder.n_categorical_codes, np.arange(7)) is not None
+    monkeypatch.setattr(_affinity, "MAX_ITEMS", 6)
+    assert SessionAffinity.fit(rows, encoder.n_categorical_codes, np.arange(7)) is None
