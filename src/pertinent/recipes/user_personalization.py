@@ -25,6 +25,12 @@ event times): old behaviour still teaches, recent behaviour dominates.
 
 Event weights (``Interactions.weight``, from ``eventsConfig``) multiply the loss too.
 Impressions are hard negatives in training and lower an item's exploration bonus.
+Item creation times (CREATION_TIMESTAMP, or the first interaction when earlier) keep an
+item out of the softmax of targets before it existed, and out of the answer to an
+offline query (``Query.time``) standing before it.
+
+Second opinions (``_opinions``), each with a weight chosen on validation: the current
+visit's item categories (``_affinity``), then a decayed item-kNN (``_knn``).
 
 Validation. ``fit`` holds out the newest event of up to ``VALIDATION_USERS`` random
 users (with ≥ 3 events), trains on the rest, and keeps the epoch with the best NDCG@10
