@@ -110,7 +110,31 @@ def test_affinity_is_part_of_the_model(tmp_path: Path) -> None:
     loaded = SequentialModel.load(tmp_path)
     np.testing.assert_array_equal(loaded.score_items([query]), with_term.score_items([query]))
     cands = np.asarray([0, 9, 3, 17], dtype=np.int32)
-    np.testing.assert_array_equal(loaded.rank(query, cands), with_term.rank(query, cands))
+    ranked = with_term.rank(query, cands)
+    np.testing.assert_array_equal(loaded.rank(query, cands), ranked)
+    # rank is the softmax of the same logits over the candidates: the term included.
+    logits = with_term.score_items([query])[0][cands].astype(np.float64)
+    softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    np.testing.assert_allclose(ranked, softmax, rtol=1e-4, atol=1e-6)
+
+
+def test_a_fixed_affinity_weight_is_in_place_when_the_blend_is_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pertinent.recipes import user_personalization
+
+    seen: list[object] = []
+    real = user_personalization.choose_knn
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(args[4] if len(args) > 4 else kwargs.get("fixed"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(user_personalization, "choose_knn", spy)
+    options = replace(FAST, validation_users=36, max_epochs=5, affinity_weight=0.5)
+    model = make(UserPersonalization, options).fit(block_shop())
+    assert isinstance(model, SequentialModel) and model.meta["affinity_weight"] == 0.5
+    assert len(seen) == 1 and callable(seen[0])
 
 
 def test_affinity_weight_is_tuned_on_validation() -> None:
@@ -156,7 +180,7 @@ def with_creation(data: TrainingData, late: int, when: int) -> TrainingData:
     return replace(data, item_creation_time=created)
 
 
-def test_a_query_with_a_time_leaves_out_items_created_after_it() -> None:
+def test_a_query_with_a_time_leaves_out_items_created_after_it(tmp_path: Path) -> None:
     data = block_data()
     # Cold item 20 (no interactions) "arrives" at t = 10**9.
     model = make(UserPersonalization, replace(FAST, max_epochs=20)).fit(
@@ -174,6 +198,24 @@ def test_a_query_with_a_time_leaves_out_items_created_after_it() -> None:
     assert 20 in model.recommend(now, everything).items.tolist()
     # The other items' scores are a softmax over what existed: they sum to 1.
     assert model.recommend(before, everything).scores.sum() == pytest.approx(1.0, rel=1e-5)
+    # A candidate not created by the query's time ranks as an unknown one: 0.
+    cands = np.asarray([20, 0, 1], dtype=np.int32)
+    assert model.rank(before, cands)[0] == 0.0 and model.rank(now, cands)[0] > 0.0
+    model.save(tmp_path)
+    loaded = SequentialModel.load(tmp_path)
+    np.testing.assert_array_equal(loaded.created, model.created)
+    np.testing.assert_array_equal(loaded.score_items([before]), model.score_items([before]))
+
+
+def test_the_sampled_softmax_honours_creation_times() -> None:
+    # 8 sampled negatives of a 23-item catalogue: ``absent`` over the sampled candidates.
+    data = with_creation(block_data(), 20, 10**9)
+    options = replace(FAST, max_epochs=20, negatives=8)
+    model = make(UserPersonalization, options).fit(data)
+    assert isinstance(model, SequentialModel) and model.created is not None
+    query = Query(user=7, history=user_history(data, 7)[:2], time=10**9 - 1)
+    scores = model.score_items([query])[0]
+    assert scores[20] == -np.inf and np.isfinite(np.delete(scores, 20)).all()
 
 
 def test_training_counts_an_interaction_before_the_stated_creation() -> None:

@@ -529,6 +529,9 @@ class SequentialModel(Model):
     def rank(self, query: Query, candidates: IntArray) -> FloatArray:
         cand = np.asarray(candidates, dtype=np.int64)
         known = (cand >= 0) & (cand < self.n_items)
+        if self.created is not None and query.time is not None:
+            # Not created by the query's time: out, like an unknown candidate.
+            known[known] &= self.created[cand[known]] <= query.time
         out = np.zeros(cand.shape[0], dtype=np.float32)
         if not known.any():
             return out

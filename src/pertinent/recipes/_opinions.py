@@ -92,15 +92,19 @@ class Validation:
 
 
 def choose_affinity(
-    val: Validation, affinity: SessionAffinity, log: bool
+    val: Validation, affinity: SessionAffinity, log: bool, gamma: float | None = None
 ) -> tuple[float, Scores | None]:
-    """γ with the best smoothed validation NDCG@10, on the network alone, and the
-    term's validation scores at that γ (None when γ is 0)."""
+    """γ with the best smoothed validation NDCG@10, on the network alone (or the given
+    ``gamma``), and the term's validation scores at that γ (None when γ is 0), which the
+    kNN blend is then chosen with."""
 
     def lift(a: int, b: int) -> npt.NDArray[np.float32]:
         out: npt.NDArray[np.float32] = affinity.lift(val.histories[a:b], val.times[a:b]).toarray()
         return out
 
+    if gamma is not None:
+        fixed = float(gamma)
+        return fixed, (lambda a, b: np.float32(fixed) * lift(a, b)) if fixed > 0 else None
     curve = smoothed(val.ndcg(lift, AFFINITY_WEIGHTS))
     gamma = float(AFFINITY_WEIGHTS[int(np.argmax(curve))])
     if log:

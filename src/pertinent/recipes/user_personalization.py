@@ -406,10 +406,10 @@ class _SequenceRecipe(Recipe):
         n_codes = encoder.n_categorical_codes
         affinity = SessionAffinity.fit(item_rows, n_codes, item[keep]) if opts.affinity else None
         gamma, fixed = 0.0, None
-        if affinity is not None and opts.affinity_weight is not None:
+        if affinity is not None and val is not None:
+            gamma, fixed = choose_affinity(val, affinity, opts.log, opts.affinity_weight)
+        elif affinity is not None and opts.affinity_weight is not None:
             gamma = opts.affinity_weight
-        elif affinity is not None and val is not None:
-            gamma, fixed = choose_affinity(val, affinity, opts.log)
         knn, beta = None, 0.0
         if opts.knn_blend and opts.knn_weight is not None:
             knn, beta = ItemKNN.fit(user, item, keep, inter.n_users, inter.n_items), opts.knn_weight
