@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from pertinent.recipes._features import EncodedRows
 from pertinent.recipes._knn import HISTORY, VISIT_GAP
+from pertinent.recipes._scoring import csr_positions
 
 __all__ = ["EPSILON", "MAX_ITEMS", "WEIGHTS", "SessionAffinity"]
 
@@ -123,10 +124,9 @@ class SessionAffinity:
             return empty, empty, np.empty(0, dtype=np.float32)
         # share_c / (EPSILON P(c)) per query and code, then one lift per signature.
         events = np.concatenate(visits)
-        indptr = self.item_codes.indptr
-        per_event = indptr[events + 1] - indptr[events]
+        positions, per_event = csr_positions(self.item_codes.indptr, events)
         owner = np.repeat(np.repeat(np.arange(len(visits)), lengths), per_event)
-        codes = _gather(indptr, self.item_codes.indices, events)
+        codes = self.item_codes.indices[positions].astype(np.int64)
         n_codes = self.inverse_share.shape[0]
         counts = np.bincount(owner * n_codes + codes, minlength=len(visits) * n_codes)
         scale = 1.0 / np.maximum(lengths, 1).astype(np.float32)
@@ -161,8 +161,8 @@ class SessionAffinity:
         if weight == 0.0 or not histories:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         sig, row, lift = self._lifts(histories, times)
-        per_sig = self.sig_offsets[sig + 1] - self.sig_offsets[sig]
-        flat = _gather(self.sig_offsets, self.sig_items, sig)
+        positions, per_sig = csr_positions(self.sig_offsets, sig)
+        flat = self.sig_items[positions]
         flat += np.repeat(row * width, per_sig)
         return flat, np.repeat(lift * np.float32(weight), per_sig)
 
@@ -183,18 +183,6 @@ class SessionAffinity:
         ones = np.ones(indices.shape[0], dtype=np.float32)
         shape = (indptr.shape[0] - 1, inverse.shape[0])
         return cls(sp.csr_matrix((ones, indices, indptr), shape=shape), inverse)
-
-
-def _gather(
-    indptr: npt.NDArray[Any], data: npt.NDArray[Any], rows: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
-    """``data[indptr[r]:indptr[r + 1]]`` for each of ``rows``, concatenated."""
-    starts = indptr[rows]
-    lengths = indptr[rows + 1] - starts
-    offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-    offsets += np.arange(offsets.shape[0])
-    out: npt.NDArray[np.int64] = data[offsets].astype(np.int64, copy=False)
-    return out
 
 
 def _visit(

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from pertinent.recipes._scoring import csr_positions
 from pertinent.recipes.base import FeatureTable
 
 __all__ = ["EncodedRows", "FeatureEncoder", "normalize_name"]
@@ -65,12 +66,9 @@ class EncodedRows:
 
     def take(self, rows: Int64Array) -> EncodedRows:
         """The given rows, in that order (vectorised CSR gather)."""
-        lengths = np.diff(self.offsets)[rows]
+        idx, lengths = csr_positions(self.offsets, rows)
         offsets = np.zeros(rows.shape[0] + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        idx = np.repeat(self.offsets[rows] - offsets[:-1], lengths) + np.arange(
-            int(offsets[-1]), dtype=np.int64
-        )
         return EncodedRows(offsets, self.codes[idx], self.weights[idx], self.numeric[rows])
 
     def arrays(self, prefix: str) -> dict[str, npt.NDArray[Any]]:

@@ -372,11 +372,19 @@ class SequentialModel(Model):
             view.view(-1).index_add_(0, torch.from_numpy(flat), torch.from_numpy(values))
         if self.exploration is not None and bool(self.meta.get("explore")):
             self._explore(view, queries)
-        if self.created is not None:
-            for row, query in enumerate(queries):
-                if query.time is not None:
-                    view[row].masked_fill_(torch.from_numpy(self.created > query.time), -np.inf)
+        for row, query in enumerate(queries):
+            existing = self._existing(query)
+            if existing is not None:
+                view[row].masked_fill_(torch.from_numpy(~existing), -np.inf)
         return logits
+
+    def _existing(self, query: Query) -> BoolArray | None:
+        """The items created by the query's time; None when every item is (no time, as
+        serving asks, or no creation times)."""
+        if self.created is None or query.time is None:
+            return None
+        out: BoolArray = self.created <= query.time
+        return out
 
     def _table_logits(self, q1: F32) -> F32:
         """``q1 @ [V, bias].T``: one read of the item table for all rows. Reading the
@@ -485,11 +493,12 @@ class SequentialModel(Model):
         import torch
 
         logits = torch.from_numpy(self._logits(queries))
-        if self.created is not None:  # items not created by a query's time are not offered
-            allowed = [
-                a if q.time is None else (self.created <= q.time) & (True if a is None else a)
-                for q, a in zip(queries, allowed, strict=True)
-            ]
+        # Items not created by a query's time are not offered.
+        existing = [self._existing(q) for q in queries]
+        allowed = [
+            a if e is None else e if a is None else e & a
+            for e, a in zip(existing, allowed, strict=True)
+        ]
         # Softmax over the whole catalogue, as Personalize's UP scores (spec §5.1).
         log_z = log_sum_exp(logits)
         for row, mask in enumerate(allowed):
@@ -529,9 +538,9 @@ class SequentialModel(Model):
     def rank(self, query: Query, candidates: IntArray) -> FloatArray:
         cand = np.asarray(candidates, dtype=np.int64)
         known = (cand >= 0) & (cand < self.n_items)
-        if self.created is not None and query.time is not None:
-            # Not created by the query's time: out, like an unknown candidate.
-            known[known] &= self.created[cand[known]] <= query.time
+        existing = self._existing(query)
+        if existing is not None:  # not created by the query's time: out, like an unknown
+            known[known] &= existing[cand[known]]
         out = np.zeros(cand.shape[0], dtype=np.float32)
         if not known.any():
             return out

@@ -33,6 +33,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from pertinent.recipes._als import ALS_L2, item_factors
+from pertinent.recipes._scoring import csr_positions
 from pertinent.recipes.sims import _neighbors
 
 __all__ = [
@@ -213,11 +214,7 @@ class ItemKNN:
         flats: list[npt.NDArray[np.int64]] = []
         values: list[F32] = []
         for m, decay in self.parts:
-            starts, ends = m.indptr[h], m.indptr[h + 1]
-            lengths = ends - starts
-            take = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(
-                lengths.sum()
-            )
+            take, lengths = csr_positions(m.indptr, h)
             flats.append(np.repeat(owners, lengths) + m.indices[take])
             scale = _decays(decay)[age] * np.float32(weight)
             values.append(m.data[take] * np.repeat(scale, lengths))

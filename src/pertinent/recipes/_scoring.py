@@ -19,7 +19,14 @@ from pertinent.recipes._cpu import cpu_field
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["log_sum_exp", "nth_largest", "numpy_product", "table_product", "top_k"]
+__all__ = [
+    "csr_positions",
+    "log_sum_exp",
+    "nth_largest",
+    "numpy_product",
+    "table_product",
+    "top_k",
+]
 
 F32 = npt.NDArray[np.float32]
 
@@ -140,6 +147,18 @@ def nth_largest(scores: npt.NDArray[np.floating[Any]], n: int) -> float:
     best = np.argpartition(body.max(axis=1), blocks - n)[blocks - n :]
     pool = np.concatenate([body[best].ravel(), scores[blocks * _BLOCK :]])
     return float(np.partition(pool, pool.shape[0] - n)[pool.shape[0] - n])
+
+
+def csr_positions(
+    indptr: npt.NDArray[np.int64], rows: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The positions ``indptr[r]:indptr[r + 1]`` of each of ``rows``, concatenated, and
+    each row's length: one vectorised gather of many CSR rows."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+    positions += np.arange(positions.shape[0])
+    return positions, lengths
 
 
 def log_sum_exp(logits: torch.Tensor) -> torch.Tensor:

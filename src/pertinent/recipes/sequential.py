@@ -689,6 +689,7 @@ def evaluate(
     if n == 0:
         return [0.0 for _ in betas]
     vec, bias = net.item_vectors()
+    created = None if data.created is None else torch.from_numpy(data.created).to(device)
     gains: list[list[torch.Tensor]] = [[] for _ in betas]
     seen_off, seen_items = data.val_seen
     for start in range(0, n, 512):
@@ -712,11 +713,9 @@ def evaluate(
         owner = np.repeat(np.arange(stop - start), np.diff(seen_off[start : stop + 1]))
         owner_t = torch.from_numpy(owner).to(device)
         base[owner_t, torch.from_numpy(seen_items[lo:hi]).to(device)] = float("-inf")
-        if data.created is not None and data.val_time is not None:
+        if created is not None and data.val_time is not None:
             when = torch.from_numpy(data.val_time[start:stop]).to(device)
-            base.masked_fill_(
-                torch.from_numpy(data.created).to(device)[None, :] > when[:, None], float("-inf")
-            )
+            base.masked_fill_(created[None, :] > when[:, None], float("-inf"))
         target = torch.from_numpy(data.val_target[start:stop]).to(device)
         more = None if extra is None else torch.from_numpy(extra(start, stop)).to(device)
         for k, beta in enumerate(betas):
