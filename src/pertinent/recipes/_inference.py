@@ -29,6 +29,7 @@ new explorable item first (best-matching by metadata first).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -173,6 +174,9 @@ class SequentialModel(Model):
         self.bos = state["bos"]
         self.position = state["position.weight"]
         self.gap = state.get("gap.weight")
+        self._bos_np = self.bos.numpy()
+        self._position_np = self.position.numpy()
+        self._gap_np = None if self.gap is None else self.gap.numpy()
         self.blocks = [
             {
                 name: state[f"blocks.{i}.{name}"]
@@ -255,38 +259,46 @@ class SequentialModel(Model):
         length: npt.NDArray[np.int64],
         gaps: npt.NDArray[np.int64] | None = None,
     ) -> F32:
-        """Final hidden state at the last real position of each right-padded row (B, T)."""
+        """Final hidden state at the last real position of each right-padded row (B, T).
+
+        The inputs and masks are built in numpy and the blocks run in torch: a request
+        is a few dozen tokens, where a torch call's fixed cost (a boolean assignment, a
+        ``where``, an ``arange``) outweighs its work. Built in torch, the whole encoding
+        took 1.25 / 1.22 / 1.16 / 1.12x as long for 1 / 2 / 4 / 8 queries (the 100k-item
+        bench model, interleaved in one process)."""
         import torch
         import torch.nn.functional as F
-
-        from pertinent.recipes.sequential import causal_mask, session_mask
 
         cfg = self.cfg
         b, t = tokens.shape
         d, h = cfg.dim, cfg.heads
+        last_np = length - 1
+        is_pad = tokens == cfg.pad
+        is_bos = tokens == cfg.bos
+        x_np = self.V[np.where(is_pad | is_bos, 0, tokens)]  # (B, T, d), a fresh array
+        x_np[is_bos] = self._bos_np
+        x_np[is_pad] = 0.0
+        if self._gap_np is not None and gaps is not None:
+            x_np += self._gap_np[gaps]
+        x_np += self._position_np[:t]
+        same_np: npt.NDArray[np.float32] | None = None
+        if cfg.session_bucket and gaps is not None:
+            opened = np.cumsum(gaps >= cfg.session_bucket, axis=1)
+            same_np = (opened[:, :, None] == opened[:, None, :]).astype(np.float32)
+        seen_np = np.where(np.arange(t)[None, :] <= last_np[:, None], np.float32(0.0), -np.inf)
+        seen_np = seen_np.astype(np.float32, copy=False)
         with torch.inference_mode():
-            tok = torch.from_numpy(tokens)
-            last = torch.from_numpy(length) - 1
-            is_pad = tok == cfg.pad
-            is_bos = tok == cfg.bos
-            x = self._rows.index_select(0, torch.where(is_pad | is_bos, 0, tok).view(-1))
-            x = x.view(b, t, d)
-            x[is_bos] = self.bos
-            x[is_pad] = 0.0
-            if self.gap is not None and gaps is not None:
-                x += self.gap[torch.from_numpy(gaps)]
-            x += self.position[:t]
-            rows = torch.arange(b)
-            same = causal = None
-            if cfg.session_bucket and gaps is not None:
-                same = session_mask(torch.from_numpy(gaps), cfg.session_bucket).float()[:, None]
-                if len(self.blocks) > 1:  # the last block attends from one row, unmasked
-                    causal = causal_mask(t, torch.device("cpu"))
-            seen = torch.where(torch.arange(t)[None, :] <= last[:, None], 0.0, float("-inf"))
+            x = torch.from_numpy(x_np)
+            last = torch.from_numpy(last_np)
+            rows = torch.from_numpy(np.arange(b))
+            same = None if same_np is None else torch.from_numpy(same_np)[:, None]
+            causal = None
+            if same is not None and len(self.blocks) > 1:  # the last block: one row, unmasked
+                causal = _causal(t)
             for i, w in enumerate(self.blocks):
                 y = F.layer_norm(x, (d,), w["ln1.weight"], w["ln1.bias"], LN_EPS)
                 qkv = F.linear(y, w["qkv.weight"], w["qkv.bias"]).view(b, -1, 3, h, d // h)
-                q, k, v = (qkv[:, :, j].transpose(1, 2) for j in range(3))
+                q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
                 bias = w.get("session_bias")
                 if i < len(self.blocks) - 1:
                     if same is None or causal is None or bias is None:
@@ -298,9 +310,10 @@ class SequentialModel(Model):
                     # Only the last real position's output is used: one query row each,
                     # attending to the positions up to it.
                     q = q[rows, :, last][:, :, None]
-                    mask = seen[:, None, None]
-                    if same is not None and bias is not None:
-                        mask = mask + same[rows, :, last][:, :, None] * bias[:, None, None]
+                    mask = torch.from_numpy(seen_np[:, None, None])  # (B, 1, 1, T)
+                    if same_np is not None and bias is not None:
+                        lane = torch.from_numpy(same_np[np.arange(b), last_np][:, None, None])
+                        mask = mask + lane * bias[:, None, None]
                     o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
                     x = x[rows, last][:, None]
                 o = o.transpose(1, 2).reshape(b, -1, d)
@@ -634,6 +647,15 @@ class SequentialModel(Model):
             if "objective" in arrays.files:
                 model.apply_objective(arrays["objective"])
             return model
+
+
+@functools.lru_cache(maxsize=64)
+def _causal(t: int) -> torch.Tensor:
+    """(T, T) additive causal mask, 0 on and below the diagonal and -inf above, built
+    once per length (only ever read)."""
+    import torch
+
+    return torch.full((t, t), float("-inf")).triu(1)
 
 
 def _empty() -> Ranked:
