@@ -5,7 +5,8 @@ the personal recipes on 2 cores): trains ``RECIPE`` on the LOO test split of ``D
 exactly as bench/quality.py does, with hyperparameters (``name=value``) and training
 options (``opt.name=value``: ``TrainingOptions`` for user-personalization and
 personalized-ranking, ``HrnnOptions`` for the HRNN recipes), and prints NDCG@10, HR@10,
-MRR, the fit time and the blend weight it chose. Nothing is written.
+MRR, the fit time and the blend weight it chose. Nothing is written, unless ``--save DIR``
+keeps the fitted model there (``Model.save``) for post-hoc analysis.
 
     .venv/bin/python bench/probe.py movielens-100k aws-user-personalization
     .venv/bin/python bench/probe.py generated aws-user-personalization hidden_dimension=128
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -48,6 +50,7 @@ def main() -> None:
     parser.add_argument("recipe")
     parser.add_argument("settings", nargs="*", help="name=value or opt.name=value")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", type=Path, default=None, help="keep the fitted model here")
     args = parser.parse_args()
     pairs = [s.split("=", 1) for s in args.settings]
     params = {k: v for k, v in pairs if not k.startswith("opt.")}
@@ -68,6 +71,9 @@ def main() -> None:
     started = time.perf_counter()
     model = recipe.fit(replace(test.train, seed=args.seed))
     fit = time.perf_counter() - started
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+        model.save(args.save)
     metrics = loo_metrics(model.score_items, test, seed=args.seed)
     meta = getattr(model, "meta", {})
     print(
