@@ -309,6 +309,20 @@ def test_serving_encoder_matches_the_training_module(
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_a_padded_batch_encodes_like_its_queries_alone(two_block_model: SequentialModel) -> None:
+    # Rows of different lengths (right padding), sessions of several events, two blocks.
+    rng = np.random.default_rng(1)
+    queries = []
+    for length in (0, 2, 5, 8, 13):
+        history = rng.integers(0, N_WARM, size=length).astype(np.int32)
+        gaps = np.where(rng.random(length) < 0.3, 10_000, 60)  # 30 % open a session
+        queries.append(Query(history=history, history_times=np.cumsum(gaps).astype(np.int64)))
+    batch = two_block_model.query_vectors(queries)
+    for row, query in enumerate(queries):
+        alone = two_block_model.query_vectors([query])[0]
+        np.testing.assert_allclose(batch[row], alone, rtol=1e-5, atol=1e-6)
+
+
 def test_session_mask_groups_tokens_between_long_gaps() -> None:
     # Buckets: 0 at BOS, then the tokens' gaps; 12 or more opens a session.
     gaps = torch.tensor([[0, 3, 12, 5, 20, 0], [0, 0, 1, 2, 3, 4]])

@@ -225,7 +225,6 @@ class SequentialModel(Model):
         table[:, d] = bias
         self._columns = torch.from_numpy(np.ascontiguousarray(table.T))
         self._table = table
-        self._rows = torch.from_numpy(table)[:, :d]  # the encoder's item embeddings
         table.setflags(write=False)
         self.V = table[:, :d]
         self.bias = table[:, d]
@@ -293,7 +292,7 @@ class SequentialModel(Model):
             rows = torch.from_numpy(np.arange(b))
             same = None if same_np is None else torch.from_numpy(same_np)[:, None]
             causal = None
-            if same is not None and len(self.blocks) > 1:  # the last block: one row, unmasked
+            if same is not None and len(self.blocks) > 1:  # the last block needs none
                 causal = _causal(t)
             for i, w in enumerate(self.blocks):
                 y = F.layer_norm(x, (d,), w["ln1.weight"], w["ln1.bias"], LN_EPS)
