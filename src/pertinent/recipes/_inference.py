@@ -171,12 +171,11 @@ class SequentialModel(Model):
             vec, bias = net.item_vectors()
         self._set_table(vec.numpy(), bias.numpy())
         state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-        self.bos = state["bos"]
-        self.position = state["position.weight"]
-        self.gap = state.get("gap.weight")
-        self._bos_np = self.bos.numpy()
-        self._position_np = self.position.numpy()
-        self._gap_np = None if self.gap is None else self.gap.numpy()
+        # The encoder's inputs are built in numpy (``_encode``).
+        self.bos: F32 = state["bos"].numpy()
+        self.position: F32 = state["position.weight"].numpy()
+        gap = state.get("gap.weight")
+        self.gap: F32 | None = None if gap is None else gap.numpy()
         self.blocks = [
             {
                 name: state[f"blocks.{i}.{name}"]
@@ -275,21 +274,23 @@ class SequentialModel(Model):
         is_pad = tokens == cfg.pad
         is_bos = tokens == cfg.bos
         x_np = self.V[np.where(is_pad | is_bos, 0, tokens)]  # (B, T, d), a fresh array
-        x_np[is_bos] = self._bos_np
+        x_np[is_bos] = self.bos
         x_np[is_pad] = 0.0
-        if self._gap_np is not None and gaps is not None:
-            x_np += self._gap_np[gaps]
-        x_np += self._position_np[:t]
+        if self.gap is not None and gaps is not None:
+            x_np += self.gap[gaps]
+        x_np += self.position[:t]
         same_np: npt.NDArray[np.float32] | None = None
         if cfg.session_bucket and gaps is not None:
             opened = np.cumsum(gaps >= cfg.session_bucket, axis=1)
             same_np = (opened[:, :, None] == opened[:, None, :]).astype(np.float32)
-        seen_np = np.where(np.arange(t)[None, :] <= last_np[:, None], np.float32(0.0), -np.inf)
-        seen_np = seen_np.astype(np.float32, copy=False)
+        seen_np = np.where(np.arange(t)[None, :] <= last_np[:, None], 0.0, -np.inf).astype(
+            np.float32
+        )
+        rows_np = np.arange(b)
         with torch.inference_mode():
             x = torch.from_numpy(x_np)
             last = torch.from_numpy(last_np)
-            rows = torch.from_numpy(np.arange(b))
+            rows = torch.from_numpy(rows_np)
             same = None if same_np is None else torch.from_numpy(same_np)[:, None]
             causal = None
             if same is not None and len(self.blocks) > 1:  # the last block needs none
@@ -311,7 +312,7 @@ class SequentialModel(Model):
                     q = q[rows, :, last][:, :, None]
                     mask = torch.from_numpy(seen_np[:, None, None])  # (B, 1, 1, T)
                     if same_np is not None and bias is not None:
-                        lane = torch.from_numpy(same_np[np.arange(b), last_np][:, None, None])
+                        lane = torch.from_numpy(same_np[rows_np, last_np][:, None, None])
                         mask = mask + lane * bias[:, None, None]
                     o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
                     x = x[rows, last][:, None]
@@ -650,11 +651,12 @@ class SequentialModel(Model):
 
 @functools.lru_cache(maxsize=64)
 def _causal(t: int) -> torch.Tensor:
-    """(T, T) additive causal mask, 0 on and below the diagonal and -inf above, built
-    once per length (only ever read)."""
+    """``sequential.causal_mask`` on the CPU, built once per length (only ever read)."""
     import torch
 
-    return torch.full((t, t), float("-inf")).triu(1)
+    from pertinent.recipes.sequential import causal_mask
+
+    return causal_mask(t, torch.device("cpu"))
 
 
 def _empty() -> Ranked:
